@@ -1,0 +1,319 @@
+//! Command-line arguments of the `syncrepl` tool and how they become runtime options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use syncrepl_mio::{ConnectOptions, Credentials, LdapUrl, RetrySchedule, SyncOptions};
+use syncrepl_proto::{Scope, SyncMode, SyncRequest};
+
+/// Keep a live local copy of an LDAP directory with RFC 4533 Content Synchronization.
+#[derive(Debug, Parser)]
+#[command(name = "syncrepl", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mirror the search of an LDAP URL into a state directory and print every change as it happens.
+    Watch(Box<WatchArgs>),
+    /// Print the mirror as LDIF content records (or JSON), like `ldapsearch -LLL`.
+    Dump(DumpArgs),
+    /// Show what a state directory holds: search, server, cookie, entries, last change, size.
+    Status(StatusArgs),
+}
+
+/// Output formats of `watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One readable line per change.
+    Text,
+    /// RFC 2849 change records, replayable with `ldapmodify`.
+    Ldif,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output formats of `dump`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DumpFormat {
+    /// LDIF content records, comparable with `ldapsearch -LLL`.
+    Ldif,
+    /// One JSON object per entry and line.
+    Json,
+}
+
+/// When the state directory's log is flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fsync {
+    /// fsync every commit: nothing acknowledged is ever lost.
+    Always,
+    /// Group commits (bounded in time and size): at most a few milliseconds of changes at risk on
+    /// power loss, none on a crash of the process.
+    Group,
+    /// Leave it to the operating system.
+    Never,
+}
+
+/// Arguments of `watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// LDAP URL (RFC 4516) of the search to mirror, e.g.
+    /// `ldap://127.0.0.1/ou=people,dc=example,dc=com??sub?(objectClass=inetOrgPerson)`.
+    /// The scope defaults to `base` as RFC 4516 says; write `??sub` for a subtree.
+    pub url: String,
+    /// Directory holding the mirror (created if missing).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// One refresh, then exit, instead of listening for changes.
+    #[arg(long)]
+    pub refresh_only: bool,
+    /// Bind DN for a simple bind (overrides the URL's bindname extension).
+    #[arg(long, short = 'D')]
+    pub bind_dn: Option<String>,
+    /// File holding the bind password (its first line).
+    #[arg(long, conflicts_with = "password_env")]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the bind password.
+    #[arg(long)]
+    pub password_env: Option<String>,
+    /// Bind with SASL EXTERNAL (ldapi:// peer credentials or a TLS client certificate).
+    #[arg(long, conflicts_with_all = ["bind_dn", "password_file", "password_env"])]
+    pub sasl_external: bool,
+    /// Upgrade ldap:// with StartTLS; fail if the server refuses.
+    #[arg(long, short = 'Z')]
+    pub starttls: bool,
+    /// PEM file of CA certificates to trust instead of the system's.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate.
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM key of the client certificate.
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Allow a password over a connection without TLS (not recommended).
+    #[arg(long)]
+    pub allow_cleartext_password: bool,
+    /// Fail unless Who am I? reports this identity after the bind, e.g. `dn:cn=reader,dc=example,dc=com`.
+    #[arg(long)]
+    pub expect_identity: Option<String>,
+    /// Reconnect schedule, slapd style: pairs of seconds and counts, `+` for ever; `none` to exit on
+    /// the first connection error.
+    #[arg(long, default_value = "5 10 60 +")]
+    pub retry: String,
+    /// Exit instead of reloading when the server requires a full refresh.
+    #[arg(long)]
+    pub no_reload: bool,
+    /// When to fsync the state.
+    #[arg(long, value_enum, default_value_t = Fsync::Always)]
+    pub fsync: Fsync,
+    /// Start again from an empty mirror if the state directory belongs to another search.
+    #[arg(long)]
+    pub reset: bool,
+    /// Seconds to wait for a TCP connection.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Seconds to wait for each request's answer.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout: u64,
+}
+
+/// Arguments of `dump`.
+#[derive(Debug, clap::Args)]
+pub struct DumpArgs {
+    /// The state directory.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DumpFormat::Ldif)]
+    pub format: DumpFormat,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The state directory.
+    #[arg(long)]
+    pub state: PathBuf,
+}
+
+/// A problem with the arguments themselves.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// The URL is malformed.
+    #[error(transparent)]
+    Url(#[from] syncrepl_mio::UrlError),
+    /// The retry schedule is malformed.
+    #[error(transparent)]
+    Retry(#[from] syncrepl_mio::RetryParseError),
+    /// The password could not be read.
+    #[error("cannot read the password: {0}")]
+    Password(String),
+}
+
+impl WatchArgs {
+    /// The URL, checked.
+    pub fn ldap_url(&self) -> Result<LdapUrl, ArgsError> {
+        Ok(self.url.parse::<LdapUrl>()?)
+    }
+
+    fn password(&self, url: &LdapUrl) -> Result<Option<String>, ArgsError> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ArgsError::Password(format!("{}: {e}", path.display())))?;
+            return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
+        }
+        if let Some(var) = &self.password_env {
+            return std::env::var(var).map(Some).map_err(|_| {
+                ArgsError::Password(format!("environment variable {var} is not set"))
+            });
+        }
+        Ok(url.bind_password.clone())
+    }
+
+    /// The runtime options these arguments describe.
+    pub fn sync_options(&self) -> Result<SyncOptions, ArgsError> {
+        let url = self.ldap_url()?;
+        let mut connect = ConnectOptions::new(url.endpoint.clone());
+        connect.start_tls = self.starttls || url.start_tls;
+        connect.tls.ca_file = self.ca_file.clone();
+        connect.tls.client_cert = self.client_cert.clone();
+        connect.tls.client_key = self.client_key.clone();
+        connect.allow_cleartext_password = self.allow_cleartext_password;
+        connect.expect_identity = self.expect_identity.clone();
+        connect.connect_timeout = Duration::from_secs(self.connect_timeout);
+        connect.request_timeout = Duration::from_secs(self.request_timeout);
+        let bind_dn = self.bind_dn.clone().or_else(|| url.bind_dn.clone());
+        connect.credentials = if self.sasl_external {
+            Credentials::SaslExternal { authz_id: None }
+        } else if let Some(dn) = bind_dn {
+            Credentials::Simple {
+                dn,
+                password: self.password(&url)?.unwrap_or_default(),
+            }
+        } else {
+            Credentials::Anonymous
+        };
+        let mode = if self.refresh_only {
+            SyncMode::RefreshOnly
+        } else {
+            SyncMode::RefreshAndPersist
+        };
+        let mut request = SyncRequest::new(url.base.clone(), mode);
+        request.scope = url.scope;
+        request.filter = url.filter.clone();
+        request.attributes = url.attributes.clone();
+        let retry = if self.retry.trim().eq_ignore_ascii_case("none") {
+            RetrySchedule::never()
+        } else {
+            self.retry.parse()?
+        };
+        let mut options = SyncOptions::new(connect, request);
+        options.retry = retry;
+        options.reload_on_refresh_required = !self.no_reload;
+        Ok(options)
+    }
+}
+
+/// The short name of a scope, as LDAP URLs write it.
+pub fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Base => "base",
+        Scope::One => "one",
+        Scope::Subtree => "sub",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(args: &[&str]) -> WatchArgs {
+        let mut argv = vec!["syncrepl", "watch"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("valid arguments").command {
+            Command::Watch(w) => *w,
+            other => panic!("not watch: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn url_and_flags_make_options() {
+        let w = watch(&[
+            "ldap://127.0.0.1:3890/dc=example,dc=com??sub?(uid=*)?bindname=cn=r%2Cdc=example%2Cdc=com,X-BINDPW=pw",
+            "--state",
+            "/tmp/x",
+            "--refresh-only",
+            "--retry",
+            "1 2",
+        ]);
+        let o = w.sync_options().expect("valid");
+        assert_eq!(o.request.base, "dc=example,dc=com");
+        assert_eq!(o.request.scope, Scope::Subtree);
+        assert_eq!(o.request.filter, "(uid=*)");
+        assert_eq!(o.request.mode, SyncMode::RefreshOnly);
+        assert_eq!(
+            o.connect.credentials,
+            Credentials::Simple {
+                dn: "cn=r,dc=example,dc=com".into(),
+                password: "pw".into()
+            }
+        );
+        assert_eq!(o.retry.base_delay(1), Some(Duration::from_secs(1)));
+        assert_eq!(o.retry.base_delay(2), None);
+    }
+
+    #[test]
+    fn password_from_a_file_or_the_environment() {
+        let dir = std::env::temp_dir().join(format!("syncrepl-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("pw");
+        std::fs::write(&file, "from-file\nignored\n").expect("write");
+        let file_arg = file.to_string_lossy().into_owned();
+        let w = watch(&[
+            "ldap://h/o=x",
+            "--state",
+            "s",
+            "-D",
+            "cn=a",
+            "--password-file",
+            &file_arg,
+        ]);
+        assert!(matches!(
+            w.sync_options().expect("valid").connect.credentials,
+            Credentials::Simple { password, .. } if password == "from-file"
+        ));
+        let w = watch(&[
+            "ldap://h/o=x",
+            "--state",
+            "s",
+            "-D",
+            "cn=a",
+            "--password-env",
+            "SYNCREPL_TEST_UNSET_VARIABLE",
+        ]);
+        assert!(matches!(w.sync_options(), Err(ArgsError::Password(_))));
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(Cli::try_parse_from([
+            "syncrepl",
+            "watch",
+            "ldap://h/",
+            "--state",
+            "s",
+            "--sasl-external",
+            "-D",
+            "cn=a"
+        ])
+        .is_err());
+        let bad = watch(&["ldap://h/o=x??subtree", "--state", "s"]);
+        assert!(matches!(bad.sync_options(), Err(ArgsError::Url(_))));
+    }
+}

@@ -1,0 +1,325 @@
+//! The `syncrepl` command: mirror an LDAP search into a state directory and print its changes.
+
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use syncrepl::cli::{Cli, Command, DumpArgs, DumpFormat, Format, Fsync, StatusArgs, WatchArgs};
+use syncrepl::exit;
+use syncrepl::ldif::{self, LDIF_WRAP};
+use syncrepl::output::{self, Change, ChangeKind};
+use syncrepl::progress::Progress;
+use syncrepl_mio::{run, MirrorSink, Outcome, StopHandle};
+use syncrepl_proto::{Cookie, EntryUuid};
+use syncrepl_state::{
+    AttributeChange, Entries, Entry, FsyncPolicy, Handler, Mirror, OpenOptions, SearchSpec,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SYNCREPL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let code = match cli.command {
+        Command::Watch(args) => watch(&args),
+        Command::Dump(args) => dump(&args),
+        Command::Status(args) => status(&args),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn fail(message: impl std::fmt::Display, code: i32) -> i32 {
+    eprintln!("syncrepl: {message}");
+    code
+}
+
+/// Prints changes as they happen, in the chosen format.
+struct Printer {
+    format: Format,
+    out: BufWriter<io::Stdout>,
+    progress: Progress,
+    refreshed: bool,
+    /// The RDN attributes of the rename just printed, left out of the modify that may follow.
+    renamed: Option<(EntryUuid, Vec<String>)>,
+    changes: u64,
+    broken_pipe: bool,
+}
+
+impl Printer {
+    fn print(&mut self, change: &Change<'_>) {
+        if self.broken_pipe {
+            return;
+        }
+        self.changes += 1;
+        let written = output::write_change(&mut self.out, self.format, change);
+        let flushed = if self.refreshed {
+            written.and_then(|()| self.out.flush())
+        } else {
+            written
+        };
+        if flushed.is_err() {
+            self.broken_pipe = true;
+        }
+    }
+}
+
+fn rdn_attributes(dn: &str) -> Vec<String> {
+    ldif::split_rdn(dn)
+        .0
+        .split('+')
+        .filter_map(|ava| ava.split_once('=').map(|(a, _)| a.trim().to_owned()))
+        .collect()
+}
+
+impl Handler for Printer {
+    fn on_add(&mut self, seq: u64, uuid: EntryUuid, entry: &Entry) {
+        if !self.refreshed {
+            self.progress.entry(Instant::now(), &mut io::stderr());
+        }
+        self.print(&Change {
+            seq,
+            kind: ChangeKind::Add,
+            uuid,
+            dn: &entry.dn,
+            old_dn: None,
+            old: None,
+            new: Some(&entry.attributes),
+            skip: &[],
+        });
+    }
+
+    fn on_modify(
+        &mut self,
+        seq: u64,
+        uuid: EntryUuid,
+        old: &Entry,
+        new: &Entry,
+        _: &[AttributeChange],
+    ) {
+        let skip = match self.renamed.take() {
+            Some((renamed, attrs)) if renamed == uuid => attrs,
+            _ => Vec::new(),
+        };
+        self.print(&Change {
+            seq,
+            kind: ChangeKind::Modify,
+            uuid,
+            dn: &new.dn,
+            old_dn: None,
+            old: Some(&old.attributes),
+            new: Some(&new.attributes),
+            skip: &skip,
+        });
+    }
+
+    fn on_rename(&mut self, seq: u64, uuid: EntryUuid, old_dn: &str, entry: &Entry) {
+        let mut skip = rdn_attributes(old_dn);
+        skip.extend(rdn_attributes(&entry.dn));
+        self.print(&Change {
+            seq,
+            kind: ChangeKind::Rename,
+            uuid,
+            dn: &entry.dn,
+            old_dn: Some(old_dn),
+            old: Some(&entry.attributes),
+            new: Some(&entry.attributes),
+            skip: &[],
+        });
+        self.renamed = Some((uuid, skip));
+    }
+
+    fn on_delete(&mut self, seq: u64, uuid: EntryUuid, entry: &Entry) {
+        self.print(&Change {
+            seq,
+            kind: ChangeKind::Delete,
+            uuid,
+            dn: &entry.dn,
+            old_dn: None,
+            old: Some(&entry.attributes),
+            new: None,
+            skip: &[],
+        });
+    }
+
+    fn on_refresh_done(&mut self, entries: &Entries) {
+        let now = Instant::now();
+        let elapsed = self.progress.elapsed(now);
+        self.progress.finish(&mut io::stderr());
+        if !self.broken_pipe && self.out.flush().is_err() {
+            self.broken_pipe = true;
+        }
+        if !self.refreshed {
+            eprintln!(
+                "syncrepl: refresh done: {} entries mirrored, {} changes, {:.2} s",
+                entries.len(),
+                self.changes,
+                elapsed.as_secs_f64()
+            );
+        }
+        self.refreshed = true;
+    }
+
+    fn on_cookie(&mut self, _cookie: Option<&Cookie>) {
+        if !self.broken_pipe && self.out.flush().is_err() {
+            self.broken_pipe = true;
+        }
+    }
+}
+
+/// Stops the run on the first SIGINT or SIGTERM; exits at once on a second SIGINT.
+fn install_signals(stop: &StopHandle) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if stop.is_stopped() && signal == SIGINT {
+                eprintln!("syncrepl: interrupted again, exiting now (the state stays consistent)");
+                std::process::exit(exit::INTERRUPTED);
+            }
+            eprintln!("syncrepl: stopping (Ctrl-C again to exit at once)");
+            stop.stop();
+        }
+    });
+    Ok(())
+}
+
+fn watch(args: &WatchArgs) -> i32 {
+    let options = match args.sync_options() {
+        Ok(o) => o,
+        Err(e) => return fail(e, exit::USAGE),
+    };
+    let spec = SearchSpec::from_request(&options.request);
+    let fsync = match args.fsync {
+        Fsync::Always => FsyncPolicy::EveryCommit,
+        Fsync::Group => FsyncPolicy::Group {
+            max_delay: std::time::Duration::from_millis(50),
+            max_bytes: 4 << 20,
+        },
+        Fsync::Never => FsyncPolicy::Os,
+    };
+    let open = OpenOptions {
+        fsync,
+        reset: args.reset,
+        ..OpenOptions::default()
+    };
+    let mut mirror = match Mirror::open(&args.state, spec, open) {
+        Ok(m) => m,
+        Err(e) => return fail(e, exit::STATE),
+    };
+    let stop = StopHandle::new();
+    if let Err(e) = install_signals(&stop) {
+        return fail(format!("cannot handle signals: {e}"), exit::FAILURE);
+    }
+    let mut printer = Printer {
+        format: args.format,
+        out: BufWriter::with_capacity(1 << 16, io::stdout()),
+        progress: Progress::on_stderr(Instant::now()),
+        refreshed: false,
+        renamed: None,
+        changes: 0,
+        broken_pipe: false,
+    };
+    let server = options.connect.endpoint.to_string();
+    let result = {
+        let mut sink = MirrorSink::new(&mut mirror, &mut printer, server);
+        run(&options, &mut sink, &stop)
+    };
+    printer.progress.finish(&mut io::stderr());
+    let _ = printer.out.flush();
+    if let Err(e) = mirror.sync() {
+        return fail(e, exit::STATE);
+    }
+    match result {
+        Ok(Outcome::RefreshDone) | Ok(Outcome::Stopped) => exit::OK,
+        Err(e) => {
+            let code = exit::code(&e);
+            eprintln!("syncrepl: {e}");
+            if let Some(hint) = exit::hint(&e) {
+                eprintln!("syncrepl: hint: {hint}");
+            }
+            code
+        }
+    }
+}
+
+fn load(state: &Path) -> Result<Mirror, i32> {
+    Mirror::load(state).map_err(|e| fail(e, exit::STATE))
+}
+
+fn dump(args: &DumpArgs) -> i32 {
+    let mirror = match load(&args.state) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let mut entries: Vec<(&EntryUuid, &Entry)> = mirror.entries().iter().collect();
+    entries.sort_by(|a, b| a.1.dn.cmp(&b.1.dn));
+    let mut out = BufWriter::new(io::stdout().lock());
+    let result = entries
+        .iter()
+        .try_for_each(|(uuid, entry)| match args.format {
+            DumpFormat::Ldif => {
+                ldif::write_entry(&mut out, &entry.dn, &entry.attributes, LDIF_WRAP)
+            }
+            DumpFormat::Json => {
+                let value = serde_json::json!({
+                    "dn": entry.dn,
+                    "entryUUID": uuid.to_string(),
+                    "attributes": output::json_attributes(&entry.attributes),
+                });
+                serde_json::to_writer(&mut out, &value)
+                    .map_err(io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"))
+            }
+        });
+    match result.and_then(|()| out.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => fail(e, exit::FAILURE),
+    }
+}
+
+fn status(args: &StatusArgs) -> i32 {
+    let mirror = match load(&args.state) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let s = mirror.status();
+    let last_change = if s.last_change == 0 {
+        "never".to_owned()
+    } else {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!(
+            "{} s ago (unix time {})",
+            now.saturating_sub(s.last_change),
+            s.last_change
+        )
+    };
+    println!("state:        {}", args.state.display());
+    println!("search:       {}", s.search);
+    println!(
+        "server:       {}",
+        if s.server.is_empty() { "-" } else { &s.server }
+    );
+    println!(
+        "cookie:       {}",
+        s.cookie
+            .map_or_else(|| "none".to_owned(), |c| c.to_string())
+    );
+    if s.needs_reload {
+        println!("next sync:    full reload (the server required a refresh)");
+    }
+    println!("entries:      {}", s.entries);
+    println!("next seq:     {}", s.next_seq);
+    println!("last change:  {last_change}");
+    println!("store size:   {} bytes", s.store_bytes);
+    exit::OK
+}

@@ -1,0 +1,379 @@
+//! One LDAP connection driven by mio: connect, optional TLS, bind, and a blocking event pump.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+use syncrepl_proto::{Event, ResultCode, Session, SessionConfig};
+
+use crate::error::Error;
+use crate::stop::StopHandle;
+use crate::transport::{ReadOutcome, TlsOptions, Transport};
+use crate::url::Endpoint;
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Bytes read from the socket before the pending events are handed out, so that a consumer slower
+/// than the network applies back-pressure instead of buffering the whole refresh.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How to authenticate.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Credentials {
+    /// No bind at all: the connection stays anonymous.
+    #[default]
+    Anonymous,
+    /// A simple bind with a DN and password (RFC 4513 §5.1.3).
+    Simple {
+        /// The bind DN.
+        dn: String,
+        /// The password; never logged, never written to disk.
+        password: String,
+    },
+    /// SASL EXTERNAL (RFC 4513 §5.2.3): the identity comes from ldapi:// peer credentials or the
+    /// TLS client certificate.
+    SaslExternal {
+        /// An authorization identity to assume, if any.
+        authz_id: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Simple { dn, .. } => write!(f, "Simple {{ dn: {dn:?}, password: … }}"),
+            Credentials::SaslExternal { authz_id } => {
+                write!(f, "SaslExternal {{ authz_id: {authz_id:?} }}")
+            }
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The server.
+    pub endpoint: Endpoint,
+    /// Upgrade an ldap:// connection with StartTLS; required once asked: if the server refuses, the
+    /// connection fails rather than continuing in cleartext.
+    pub start_tls: bool,
+    /// CA and client certificate for ldaps:// and StartTLS.
+    pub tls: TlsOptions,
+    /// The bind.
+    pub credentials: Credentials,
+    /// Allow a simple bind with a password over a connection that is neither TLS nor ldapi://.
+    pub allow_cleartext_password: bool,
+    /// After binding, check with Who am I? (RFC 4532) that the server sees this identity
+    /// (e.g. `dn:cn=reader,dc=example,dc=com`).
+    pub expect_identity: Option<String>,
+    /// Limit on establishing the TCP connection.
+    pub connect_timeout: Duration,
+    /// Limit on each request's answer (bind, StartTLS, TLS handshake, Who am I?).
+    pub request_timeout: Duration,
+    /// TCP keepalive idle time, so a dead peer is noticed on a quiet persist connection.
+    pub keepalive: Option<Duration>,
+    /// Largest LDAP message accepted from the server.
+    pub max_message_size: usize,
+}
+
+impl ConnectOptions {
+    /// Options for `endpoint` with anonymous access and the usual timeouts.
+    pub fn new(endpoint: Endpoint) -> ConnectOptions {
+        ConnectOptions {
+            endpoint,
+            start_tls: false,
+            tls: TlsOptions::default(),
+            credentials: Credentials::Anonymous,
+            allow_cleartext_password: false,
+            expect_identity: None,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            keepalive: Some(Duration::from_secs(60)),
+            max_message_size: SessionConfig::default().max_message_size,
+        }
+    }
+
+    /// A CA file to trust (shorthand for setting `tls.ca_file`).
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> ConnectOptions {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+}
+
+/// What [`Connection::next`] woke up for.
+#[derive(Debug)]
+pub enum Wake {
+    /// The session produced an event.
+    Event(Event),
+    /// The stop handle was used (reported once).
+    Stop,
+    /// The caller's deadline passed.
+    Deadline,
+}
+
+/// An open, bound LDAP connection whose session is pumped by a mio event loop.
+#[derive(Debug)]
+pub struct Connection {
+    poll: Poll,
+    events: Events,
+    transport: Transport,
+    session: Session,
+    readable: bool,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    stop: StopHandle,
+    stop_reported: bool,
+    request_timeout: Duration,
+    authz_id: Option<String>,
+}
+
+impl Connection {
+    /// Connects, sets up TLS (ldaps:// or StartTLS), binds and checks the identity.
+    pub fn open(options: &ConnectOptions, stop: &StopHandle) -> Result<Connection, Error> {
+        let mut transport = match &options.endpoint {
+            Endpoint::Ldap { host, port } | Endpoint::Ldaps { host, port } => {
+                Transport::connect_tcp(host, *port, options.connect_timeout, options.keepalive)?
+            }
+            Endpoint::Ldapi { path } => Transport::connect_unix(path)?,
+        };
+        if let Endpoint::Ldaps { host, .. } = &options.endpoint {
+            transport.start_tls(options.tls.client_config()?, host)?;
+        }
+        let poll = Poll::new().map_err(Error::Io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Io)?);
+        transport
+            .register(poll.registry(), SOCKET)
+            .map_err(Error::Io)?;
+        stop.set_waker(Some(waker));
+        let config = SessionConfig {
+            max_message_size: options.max_message_size,
+            request_timeout: Some(options.request_timeout),
+            ..SessionConfig::default()
+        };
+        let mut conn = Connection {
+            poll,
+            events: Events::with_capacity(16),
+            transport,
+            session: Session::new(config),
+            readable: true,
+            buf: vec![0; READ_CHUNK],
+            out: Vec::new(),
+            stop: stop.clone(),
+            stop_reported: false,
+            request_timeout: options.request_timeout,
+            authz_id: None,
+        };
+        if options.start_tls {
+            let Endpoint::Ldap { host, .. } = &options.endpoint else {
+                return Err(Error::Config(
+                    "StartTLS applies to ldap:// URLs only".into(),
+                ));
+            };
+            conn.start_tls(options.tls.client_config()?, host)?;
+        }
+        conn.bind(options)?;
+        if let Some(expected) = &options.expect_identity {
+            let actual = conn.who_am_i()?;
+            if &actual != expected {
+                return Err(Error::IdentityMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(conn)
+    }
+
+    /// The protocol session, to issue commands.
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// The authorization identity the server reported, if Who am I? was asked.
+    pub fn authz_id(&self) -> Option<&str> {
+        self.authz_id.as_deref()
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.transport.is_tls()
+    }
+
+    fn start_tls(&mut self, config: Arc<rustls::ClientConfig>, host: &str) -> Result<(), Error> {
+        self.session.start_tls(Instant::now())?;
+        self.wait_for("StartTLS", |event| match event {
+            Event::TlsReady => Ok(Some(())),
+            Event::StartTlsRefused(result) => Err(Error::StartTlsRefused(result)),
+            _ => Ok(None),
+        })?;
+        self.transport.start_tls(config, host)?;
+        let deadline = Instant::now() + self.request_timeout;
+        while self.transport.is_handshaking() {
+            self.pump(Some(deadline))?;
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout("TLS handshake"));
+            }
+        }
+        Ok(())
+    }
+
+    fn bind(&mut self, options: &ConnectOptions) -> Result<(), Error> {
+        let now = Instant::now();
+        let who = match &options.credentials {
+            Credentials::Anonymous => return Ok(()),
+            Credentials::Simple { dn, password } => {
+                let secure = options.endpoint.is_secure_transport() || self.transport.is_tls();
+                if !password.is_empty() && !secure && !options.allow_cleartext_password {
+                    return Err(Error::CleartextPassword(options.endpoint.to_string()));
+                }
+                self.session.bind_simple(dn, password.as_bytes(), now)?;
+                dn.clone()
+            }
+            Credentials::SaslExternal { authz_id } => {
+                // RFC 4513 §5.2.3: the credentials are the authzId to assume, empty for the
+                // identity established by the transport; absent credentials make Cyrus SASL ask
+                // for another round.
+                let creds = authz_id.as_deref().unwrap_or_default().as_bytes();
+                self.session.bind_sasl("EXTERNAL", Some(creds), now)?;
+                "SASL EXTERNAL".to_owned()
+            }
+        };
+        self.wait_for("bind", |event| match event {
+            Event::BindResult(b) if b.result.code == ResultCode::SUCCESS => Ok(Some(())),
+            Event::BindResult(b) => Err(Error::Bind {
+                dn: who.clone(),
+                result: b.result,
+            }),
+            _ => Ok(None),
+        })
+    }
+
+    /// Asks Who am I? (RFC 4532) and returns the authzId (`dn:…`, `u:…`, or empty for anonymous).
+    pub fn who_am_i(&mut self) -> Result<String, Error> {
+        self.session.who_am_i(Instant::now())?;
+        let id = self.wait_for("Who am I?", |event| match event {
+            Event::WhoAmI {
+                authz_id: Some(id), ..
+            } => Ok(Some(id)),
+            Event::WhoAmI { result, .. } => Err(Error::Search(result)),
+            _ => Ok(None),
+        })?;
+        self.authz_id = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Pumps until `pick` accepts an event; other events are dropped (none are expected before the
+    /// sync search starts).
+    fn wait_for<T>(
+        &mut self,
+        what: &'static str,
+        mut pick: impl FnMut(Event) -> Result<Option<T>, Error>,
+    ) -> Result<T, Error> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            match self.next(Some(deadline))? {
+                Wake::Event(event) => {
+                    if let Some(value) = pick(event)? {
+                        return Ok(value);
+                    }
+                }
+                Wake::Stop => return Err(Error::Stopped),
+                Wake::Deadline => return Err(Error::Timeout(what)),
+            }
+        }
+    }
+
+    /// Blocks until the session has an event, the stop handle is used, or `deadline` passes.
+    ///
+    /// A Notice of Disconnection and a fatal protocol error come back as errors.
+    pub fn next(&mut self, deadline: Option<Instant>) -> Result<Wake, Error> {
+        loop {
+            match self.session.poll_event() {
+                Some(Event::Failed(e)) => {
+                    self.flush()?;
+                    return Err(Error::Protocol(e));
+                }
+                Some(Event::Disconnect(result)) => return Err(Error::Disconnected(result)),
+                Some(event) => return Ok(Wake::Event(event)),
+                None => {}
+            }
+            if self.stop.is_stopped() && !self.stop_reported {
+                self.stop_reported = true;
+                return Ok(Wake::Stop);
+            }
+            self.flush()?;
+            let now = Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                return Ok(Wake::Deadline);
+            }
+            self.pump(deadline)?;
+        }
+    }
+
+    /// Queues the session's bytes on the transport and writes what the socket takes.
+    fn flush(&mut self) -> Result<(), Error> {
+        let _ = self.session.poll_transmit(&mut self.out);
+        self.transport.queue(&self.out)?;
+        self.out.clear();
+        self.transport.flush()
+    }
+
+    /// One round of I/O: read a chunk if the socket may be readable, else wait for readiness.
+    fn pump(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.flush()?;
+        if self.readable {
+            match self.transport.read(&mut self.buf)? {
+                ReadOutcome::Data(n) => {
+                    let input = self.buf.get(..n).unwrap_or_default();
+                    // A fatal error is also queued as Event::Failed, which next() reports.
+                    let _ = self.session.handle_input(input);
+                    self.flush()?;
+                    return Ok(());
+                }
+                ReadOutcome::Closed => return Err(Error::ConnectionClosed),
+                ReadOutcome::WouldBlock => {
+                    // Processing what was read may have changed what the caller waits for (a
+                    // finished TLS handshake): let it look before blocking in poll.
+                    self.readable = false;
+                    return self.flush();
+                }
+            }
+        }
+        let now = Instant::now();
+        let wake_at = [self.session.poll_timeout(), deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = wake_at.map(|t| {
+            t.saturating_duration_since(now)
+                .max(Duration::from_millis(1))
+        });
+        self.transport
+            .reregister(self.poll.registry(), SOCKET)
+            .map_err(Error::Io)?;
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+        for event in self.events.iter() {
+            if event.token() == SOCKET && (event.is_readable() || event.is_read_closed()) {
+                self.readable = true;
+            }
+        }
+        self.session.handle_timeout(Instant::now());
+        Ok(())
+    }
+
+    /// Sends an unbind and closes the connection, best effort.
+    pub fn close(mut self) {
+        if !self.session.is_closed() {
+            let _ = self.session.unbind();
+        }
+        let _ = self.flush();
+        self.transport.close();
+        self.stop.set_waker(None);
+    }
+}

@@ -1,0 +1,125 @@
+//! The runtime's errors, each saying what went wrong and whether retrying can help.
+
+use std::io;
+use std::net::SocketAddr;
+
+use syncrepl_proto::{LdapResult, ResultCode};
+
+use crate::url::UrlError;
+
+/// What can stop a sync run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The LDAP URL is malformed.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The configuration is contradictory or incomplete.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The TCP connection failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address tried last.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The Unix socket connection failed.
+    #[error("cannot connect to ldapi socket {path}: {source}")]
+    ConnectUnix {
+        /// The socket path.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Reading or writing the connection failed.
+    #[error("connection error: {0}")]
+    Io(io::Error),
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    ConnectionClosed,
+    /// The TLS configuration could not be built (CA file, client certificate).
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+    /// The TLS session failed, e.g. the server certificate is not trusted or not for this host.
+    #[error("TLS error: {0}")]
+    Tls(rustls::Error),
+    /// The server refused StartTLS; the client never falls back to cleartext.
+    #[error("the server refused StartTLS: {0}")]
+    StartTlsRefused(LdapResult),
+    /// A simple bind with a password over a connection without TLS was refused on the caller's behalf.
+    #[error("refusing to send a password over cleartext {0}; use ldaps://, StartTLS or ldapi://, or allow it explicitly")]
+    CleartextPassword(String),
+    /// The bind failed, e.g. invalid credentials (LDAP 49).
+    #[error("{result} binding as {dn}")]
+    Bind {
+        /// The bind DN (or the SASL mechanism).
+        dn: String,
+        /// The server's result.
+        result: LdapResult,
+    },
+    /// Who am I? returned another identity than the one expected.
+    #[error("bound as {actual:?}, expected {expected:?}")]
+    IdentityMismatch {
+        /// The expected authzId.
+        expected: String,
+        /// What the server said.
+        actual: String,
+    },
+    /// The server does not support LDAP Content Synchronization for this search.
+    #[error("server does not support LDAP Content Synchronization (no syncprov?): {0}")]
+    NoSyncProvider(LdapResult),
+    /// The sync search failed with an LDAP result.
+    #[error("sync search failed: {0}")]
+    Search(LdapResult),
+    /// The server wants a full reload and the caller does not allow it.
+    #[error("the server requires a full refresh (e-syncRefreshRequired)")]
+    RefreshRequired,
+    /// The server sent a Notice of Disconnection.
+    #[error("the server is disconnecting: {0}")]
+    Disconnected(LdapResult),
+    /// The protocol core refused what the server sent, or a request timed out.
+    #[error(transparent)]
+    Protocol(#[from] syncrepl_proto::Error),
+    /// The consumer of the changes (the mirror or the handler) failed; retrying cannot help.
+    #[error("{0}")]
+    Consumer(Box<dyn std::error::Error + Send + Sync>),
+    /// The stop handle was used before the connection was ready.
+    #[error("stopped")]
+    Stopped,
+    /// A connect or request timed out.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+}
+
+impl Error {
+    /// Whether reconnecting later may succeed: network trouble, a server restart, a busy or
+    /// unavailable server. Wrong credentials, missing access, a missing base or a server without
+    /// syncprov will not fix themselves.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Resolve { .. }
+            | Error::Connect { .. }
+            | Error::ConnectUnix { .. }
+            | Error::Io(_)
+            | Error::ConnectionClosed
+            | Error::Disconnected(_)
+            | Error::Timeout(_) => true,
+            Error::Protocol(e) => matches!(e, syncrepl_proto::Error::Timeout { .. }),
+            Error::Bind { result, .. } | Error::Search(result) => matches!(
+                result.code,
+                ResultCode::BUSY | ResultCode::UNAVAILABLE | ResultCode::OTHER
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Keeping a consumer in step with the server: connect, sync, reconnect, stop.
+
+use std::time::Instant;
+
+use syncrepl_proto::{Cookie, Event, ResultCode, Stage, SyncMode, SyncRequest};
+
+use crate::connection::{ConnectOptions, Connection, Wake};
+use crate::error::Error;
+use crate::retry::RetrySchedule;
+use crate::stop::StopHandle;
+
+/// What the runner feeds: usually a `syncrepl-state` mirror with the user's handler.
+pub trait SyncSink {
+    /// The error the sink can fail with; it stops the run (retrying cannot fix a full disk).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The cookie to resume from, if the sink has one.
+    fn cookie(&self) -> Option<Cookie>;
+
+    /// Whether the next sync must ask for a full reload (reloadHint), e.g. after
+    /// e-syncRefreshRequired.
+    fn wants_reload(&self) -> bool {
+        false
+    }
+
+    /// The connection is open and bound; `authz_id` is what Who am I? said, if asked.
+    fn on_connected(&mut self, _authz_id: Option<&str>) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// A sync search is about to start with this request.
+    fn on_search_start(&mut self, _request: &SyncRequest) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// One protocol event of the sync search (entries, syncIdSets, phases, cookies).
+    fn on_event(&mut self, event: Event) -> Result<(), Self::Error>;
+
+    /// The server answered e-syncRefreshRequired: drop the cookie, keep the entries, reload next.
+    fn on_refresh_required(&mut self) -> Result<(), Self::Error>;
+
+    /// When the sink wants [`on_idle`](SyncSink::on_idle) called even if nothing arrives (a group
+    /// commit waiting for its fsync).
+    fn idle_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The deadline of [`idle_deadline`](SyncSink::idle_deadline) passed.
+    fn on_idle(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// The search ended early (stop, lost connection): anything not yet committed is discarded.
+    fn on_interrupted(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// What to sync and how to keep at it.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Where and how to connect.
+    pub connect: ConnectOptions,
+    /// The search (base, scope, filter, attributes, mode); its cookie and reloadHint are filled in
+    /// from the sink on every connection.
+    pub request: SyncRequest,
+    /// When to reconnect after a failure that retrying can fix.
+    pub retry: RetrySchedule,
+    /// On e-syncRefreshRequired, reload at once with reloadHint (keeping the mirror and emitting only
+    /// real differences). When false, the run ends with [`Error::RefreshRequired`].
+    pub reload_on_refresh_required: bool,
+}
+
+impl SyncOptions {
+    /// Options with slapd's default retry schedule and automatic reloads.
+    pub fn new(connect: ConnectOptions, request: SyncRequest) -> SyncOptions {
+        SyncOptions {
+            connect,
+            request,
+            retry: RetrySchedule::default(),
+            reload_on_refresh_required: true,
+        }
+    }
+}
+
+/// How a run ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// refreshOnly: the refresh completed and was committed.
+    RefreshDone,
+    /// The stop handle ended the run; the sink holds its last committed state.
+    Stopped,
+}
+
+/// Runs the sync until it is done (refreshOnly), stopped, or fails with an error that retrying
+/// cannot fix. Connection losses, server restarts and notices of disconnection are retried on
+/// `options.retry`, resuming from the sink's cookie.
+pub fn run<S: SyncSink>(
+    options: &SyncOptions,
+    sink: &mut S,
+    stop: &StopHandle,
+) -> Result<Outcome, Error> {
+    let mut attempt = 0u32;
+    let mut reloads_in_a_row = 0u32;
+    loop {
+        if stop.is_stopped() {
+            return Ok(Outcome::Stopped);
+        }
+        let mut progressed = false;
+        match run_once(options, sink, stop, &mut progressed) {
+            Ok(outcome) => return Ok(outcome),
+            Err(Error::RefreshRequired) if options.reload_on_refresh_required => {
+                reloads_in_a_row += 1;
+                if reloads_in_a_row > 2 {
+                    return Err(Error::RefreshRequired);
+                }
+                tracing::info!("server requires a full refresh; reloading");
+                continue;
+            }
+            Err(e) if e.is_retryable() => {
+                if progressed {
+                    attempt = 0;
+                    reloads_in_a_row = 0;
+                }
+                let Some(delay) = options.retry.delay(attempt) else {
+                    return Err(e);
+                };
+                attempt += 1;
+                tracing::warn!(error = %e, retry_in = ?delay, attempt, "sync interrupted; will retry");
+                if stop.sleep(delay) {
+                    return Ok(Outcome::Stopped);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn sink_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+    Error::Consumer(Box::new(e))
+}
+
+fn run_once<S: SyncSink>(
+    options: &SyncOptions,
+    sink: &mut S,
+    stop: &StopHandle,
+    progressed: &mut bool,
+) -> Result<Outcome, Error> {
+    let mut conn = Connection::open(&options.connect, stop).inspect_err(|_| {
+        stop.set_waker(None);
+    })?;
+    let result = sync_on(&mut conn, options, sink, progressed);
+    if result.is_err() {
+        let _ = sink.on_interrupted();
+    }
+    conn.close();
+    result
+}
+
+fn sync_on<S: SyncSink>(
+    conn: &mut Connection,
+    options: &SyncOptions,
+    sink: &mut S,
+    progressed: &mut bool,
+) -> Result<Outcome, Error> {
+    sink.on_connected(conn.authz_id()).map_err(sink_error)?;
+    let mut request = options.request.clone();
+    request.cookie = sink.cookie();
+    request.reload_hint = sink.wants_reload();
+    sink.on_search_start(&request).map_err(sink_error)?;
+    conn.session().start_sync(&request)?;
+    let mut stopping = false;
+    loop {
+        match conn.next(sink.idle_deadline())? {
+            Wake::Event(event) => match event {
+                Event::Cancelled | Event::CancelTimedOut => {
+                    sink.on_interrupted().map_err(sink_error)?;
+                    return Ok(Outcome::Stopped);
+                }
+                Event::CancelFailed(result) => {
+                    tracing::warn!(%result, "the server refused Cancel; abandoning the search");
+                    if conn.session().sync_message_id().is_some() {
+                        conn.session().abandon()?;
+                    }
+                    sink.on_interrupted().map_err(sink_error)?;
+                    return Ok(Outcome::Stopped);
+                }
+                Event::RefreshRequired { .. } => {
+                    sink.on_refresh_required().map_err(sink_error)?;
+                    return Err(Error::RefreshRequired);
+                }
+                Event::SearchDone { result, .. } => {
+                    if stopping {
+                        sink.on_interrupted().map_err(sink_error)?;
+                        return Ok(Outcome::Stopped);
+                    }
+                    return Err(match result.code {
+                        ResultCode::UNAVAILABLE_CRITICAL_EXTENSION => Error::NoSyncProvider(result),
+                        _ => Error::Search(result),
+                    });
+                }
+                Event::RefreshComplete { persist, .. } => {
+                    *progressed = true;
+                    sink.on_event(event).map_err(sink_error)?;
+                    if !persist && options.request.mode == SyncMode::RefreshOnly {
+                        return Ok(Outcome::RefreshDone);
+                    }
+                }
+                other => {
+                    *progressed = true;
+                    sink.on_event(other).map_err(sink_error)?;
+                }
+            },
+            Wake::Stop => {
+                stopping = true;
+                match conn.session().sync_stage() {
+                    Some(Stage::Persist) => {
+                        conn.session().cancel(Instant::now())?;
+                    }
+                    Some(Stage::Refresh) => {
+                        conn.session().abandon()?;
+                        sink.on_interrupted().map_err(sink_error)?;
+                        return Ok(Outcome::Stopped);
+                    }
+                    None => return Ok(Outcome::Stopped),
+                }
+            }
+            Wake::Deadline => sink.on_idle().map_err(sink_error)?,
+        }
+    }
+}

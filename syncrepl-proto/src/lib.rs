@@ -1,0 +1,41 @@
+//! A sans-IO consumer of LDAP Content Synchronization (RFC 4533, "syncrepl").
+//!
+//! This crate is a fully deterministic implementation of the protocol logic, with no networking code
+//! and no timestamps from the OS: bytes from the server go in through [`Session::handle_input`],
+//! requests come out of [`Session::poll_transmit`] and what happened comes out of
+//! [`Session::poll_event`] as typed [`Event`]s. Anything timed takes `now` as an argument. A runtime
+//! (such as `syncrepl-mio`) owns the socket, the TLS session and the clock.
+//!
+//! Everything the server sends is checked: BER framing with a size limit before any allocation
+//! (RFC 4511 §5.1), the LDAP message grammar, and the rules RFC 4533 sets for the server. No input can
+//! make it panic; a broken rule is a typed, sticky [`Error`].
+//!
+//! Entries, which make up nearly all of a refresh, are read by a small zero-copy BER reader:
+//! attribute values stay slices of the received frame ([`AttributeList`]). Everything else is decoded
+//! with `rasn` and `rasn-ldap`.
+#![forbid(unsafe_code)]
+
+mod ber;
+mod entry;
+mod error;
+mod filter;
+mod message;
+mod request;
+mod session;
+pub mod sync;
+mod types;
+pub mod wire;
+
+pub use entry::{Attribute, AttributeList, Attributes, SyncEntry, Values};
+pub use error::{DecodeError, Error, Violation};
+pub use filter::{parse_filter, FilterError};
+pub use request::{
+    DerefAliases, Scope, SyncRequest, CANCEL_OID, NOTICE_OF_DISCONNECTION_OID, START_TLS_OID,
+    WHO_AM_I_OID,
+};
+pub use session::{
+    message_length, BindResult, Event, Frame, RefreshPhase, Session, SessionConfig, Stage,
+};
+pub use types::{
+    Cookie, EntryUuid, LdapResult, MessageId, ParseUuidError, ResultCode, SyncMode, SyncState,
+};

@@ -1,0 +1,306 @@
+//! Distinguished names compared the LDAP way (RFC 4514 string form, RFC 4517 matching).
+
+use std::fmt::Write as _;
+
+/// A DN in a canonical form, so that two spellings of the same name compare equal.
+///
+/// The rules: RDNs and their attribute-value assertions are parsed per RFC 4514; attribute types are
+/// lowercased (OIDs are kept as written); escapes (`\,`, `\2C`) are resolved; leading and trailing
+/// unescaped spaces are dropped and runs of inner spaces collapse to one (the insignificant-space
+/// handling of RFC 4518 §2.6.1); values are lowercased, since the attributes that name entries
+/// (cn, uid, ou, dc, o, l, mail, …) use case-insensitive matching (RFC 4519) — except for the few
+/// naming attributes whose equality rule is case-exact ([`CASE_EXACT`]); the assertions of a
+/// multi-valued RDN are sorted; `#hex` values are kept as lowercase hex. A DN that does not parse is
+/// kept as its lowercased text, so that it still has a stable key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NormalizedDn(String);
+
+impl NormalizedDn {
+    /// Normalizes `dn`.
+    pub fn new(dn: &str) -> NormalizedDn {
+        if is_plain(dn) {
+            return NormalizedDn(dn.to_ascii_lowercase());
+        }
+        match parse(dn) {
+            Some(rdns) => {
+                let mut out = String::with_capacity(dn.len());
+                for (i, rdn) in rdns.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    for (j, (ty, value)) in rdn.iter().enumerate() {
+                        if j > 0 {
+                            out.push('+');
+                        }
+                        out.push_str(ty);
+                        out.push('=');
+                        escape_into(&mut out, value);
+                    }
+                }
+                NormalizedDn(out)
+            }
+            None => NormalizedDn(dn.trim().to_lowercase()),
+        }
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Attribute types (lowercase) whose values keep their case in a DN key: their equality matching
+/// rule is caseExactMatch or caseExactIA5Match in the usual schemas.
+pub const CASE_EXACT: &[&str] = &[
+    "automountkey",
+    "krbprincipalname",
+    "labeleduri",
+    "memberuid",
+];
+
+/// Whether `dn` is made of single-valued RDNs `type=value` of letters, digits and `.-_@` only, like
+/// most DNs: then its normal form is just its lowercase, and the parser can be skipped.
+fn case_exact(ty: &str) -> bool {
+    ty.len() >= 9 && CASE_EXACT.iter().any(|t| t.eq_ignore_ascii_case(ty))
+}
+
+fn is_plain(dn: &str) -> bool {
+    !dn.is_empty()
+        && dn.split(',').all(|rdn| {
+            let mut parts = rdn.split('=');
+            let plain = |part: &str| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'))
+            };
+            matches!((parts.next(), parts.next(), parts.next()), (Some(t), Some(v), None) if plain(t) && plain(v) && !case_exact(t))
+        })
+}
+
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                let _ = write!(out, "\\{:02x}", c as u32);
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
+type Rdn = Vec<(String, String)>;
+
+fn parse(dn: &str) -> Option<Vec<Rdn>> {
+    let bytes = dn.as_bytes();
+    let mut rdns = Vec::new();
+    let mut rdn: Rdn = Vec::new();
+    let mut i = 0;
+    if dn.trim().is_empty() {
+        return Some(rdns);
+    }
+    loop {
+        while bytes.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i] != b'=' {
+            if matches!(bytes[i], b',' | b'+') {
+                return None;
+            }
+            i += 1;
+        }
+        if i >= bytes.len() {
+            return None;
+        }
+        let ty = dn[start..i].trim().to_ascii_lowercase();
+        if ty.is_empty() {
+            return None;
+        }
+        i += 1;
+        let (value, next) = parse_value(bytes, i, !case_exact(&ty))?;
+        i = next;
+        rdn.push((ty, value));
+        match bytes.get(i) {
+            Some(b'+') => i += 1,
+            Some(b',' | b';') => {
+                rdn.sort();
+                rdns.push(std::mem::take(&mut rdn));
+                i += 1;
+            }
+            None => {
+                rdn.sort();
+                rdns.push(rdn);
+                return Some(rdns);
+            }
+            Some(_) => return None,
+        }
+    }
+}
+
+/// Parses one attribute value starting at `i`; returns the normalized value and where it ended.
+fn parse_value(bytes: &[u8], mut i: usize, fold: bool) -> Option<(String, usize)> {
+    while bytes.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    if bytes.get(i) == Some(&b'#') {
+        let start = i + 1;
+        i = start;
+        while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
+            i += 1;
+        }
+        let hex = std::str::from_utf8(&bytes[start..i])
+            .ok()?
+            .to_ascii_lowercase();
+        while bytes.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        return Some((format!("#{hex}"), i));
+    }
+    let mut raw: Vec<u8> = Vec::new();
+    let mut last_significant = 0;
+    let mut quoted = false;
+    if bytes.get(i) == Some(&b'"') {
+        quoted = true;
+        i += 1;
+    }
+    while i < bytes.len() {
+        let c = bytes[i];
+        if quoted {
+            if c == b'"' {
+                i += 1;
+                break;
+            }
+        } else if matches!(c, b',' | b'+' | b';') {
+            break;
+        }
+        if c == b'\\' {
+            let next = *bytes.get(i + 1)?;
+            if next.is_ascii_hexdigit() {
+                let hi = char::from(next).to_digit(16)?;
+                let lo = char::from(*bytes.get(i + 2)?).to_digit(16)?;
+                raw.push((hi * 16 + lo) as u8);
+                i += 3;
+            } else {
+                raw.push(next);
+                i += 2;
+            }
+            last_significant = raw.len();
+            continue;
+        }
+        raw.push(c);
+        if c != b' ' {
+            last_significant = raw.len();
+        }
+        i += 1;
+    }
+    raw.truncate(last_significant);
+    while bytes.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let text = String::from_utf8(raw).ok()?;
+    let mut folded = String::with_capacity(text.len());
+    let mut space = false;
+    let chars: Box<dyn Iterator<Item = char>> = if fold {
+        Box::new(text.chars().flat_map(char::to_lowercase))
+    } else {
+        Box::new(text.chars())
+    };
+    for c in chars {
+        if c == ' ' {
+            space = true;
+        } else {
+            if space && !folded.is_empty() {
+                folded.push(' ');
+            }
+            space = false;
+            folded.push(c);
+        }
+    }
+    Some((folded, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(a: &str, b: &str) {
+        assert_eq!(NormalizedDn::new(a), NormalizedDn::new(b), "{a} vs {b}");
+    }
+
+    fn differ(a: &str, b: &str) {
+        assert_ne!(NormalizedDn::new(a), NormalizedDn::new(b), "{a} vs {b}");
+    }
+
+    #[test]
+    fn case_spacing_and_escapes() {
+        same(
+            "uid=Ann,ou=People,dc=Example,dc=COM",
+            "UID=ann, OU=people, DC=example, DC=com",
+        );
+        same("cn=Smith\\, John,dc=x", "cn=smith\\2c john,dc=x");
+        same("cn=  John   Smith ,dc=x", "cn=john smith,dc=x");
+        same("cn=a+sn=b,dc=x", "sn=B+cn=A,dc=x");
+        same("cn=\"a, b\",dc=x", "cn=a\\, b,dc=x");
+        same("cn=#04024869,dc=x", "CN=#04024869,dc=x");
+        same("cn=Émile,dc=x", "cn=émile,dc=x");
+        differ("uid=ann,dc=x", "uid=anne,dc=x");
+        differ("cn=a\\,b,dc=x", "cn=a,b=,dc=x");
+        differ("cn=a+sn=b,dc=x", "cn=a,sn=b,dc=x");
+        same("", "  ");
+        // Case-exact naming attributes keep the case of their values.
+        same(
+            "krbPrincipalName=Ann@EXAMPLE.COM,dc=x",
+            "KRBPRINCIPALNAME=Ann@EXAMPLE.COM,DC=X",
+        );
+        differ(
+            "krbPrincipalName=Ann@EXAMPLE.COM,dc=x",
+            "krbPrincipalName=ann@example.com,dc=x",
+        );
+        differ("automountKey=Home,dc=x", "automountKey=home,dc=x");
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_parser() {
+        for dn in [
+            "uid=user0000001,ou=people,dc=example,dc=com",
+            "UID=Ann.Smith@x,OU=People-2,DC=Example_1",
+            "cn=a",
+        ] {
+            assert!(is_plain(dn), "{dn}");
+            let parsed = parse(dn).expect("parses");
+            let mut slow = String::new();
+            for (i, rdn) in parsed.iter().enumerate() {
+                if i > 0 {
+                    slow.push(',');
+                }
+                for (ty, value) in rdn {
+                    slow.push_str(ty);
+                    slow.push('=');
+                    escape_into(&mut slow, value);
+                }
+            }
+            assert_eq!(NormalizedDn::new(dn).as_str(), slow);
+        }
+        for dn in [
+            "cn=a=b,dc=x",
+            "cn=a+sn=b",
+            "cn=a b",
+            "cn=,dc=x",
+            "cn=a,,dc=x",
+            "",
+        ] {
+            assert!(!is_plain(dn), "{dn}");
+        }
+    }
+
+    #[test]
+    fn canonical_text_escapes_specials() {
+        assert_eq!(
+            NormalizedDn::new("CN=Smith\\, John+UID=js, DC=Example").as_str(),
+            "cn=smith\\2c john+uid=js,dc=example"
+        );
+        assert_eq!(NormalizedDn::new("garbage").as_str(), "garbage");
+        assert_eq!(NormalizedDn::new("cn=a\\").as_str(), "cn=a\\");
+    }
+}

@@ -1,0 +1,331 @@
+//! Crash safety: a log cut at any byte, torn writes, failed fsyncs and a full disk all reopen as a
+//! committed state.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use syncrepl_proto::{
+    AttributeList, Cookie, EntryUuid, Event, RefreshPhase, Scope, SyncEntry, SyncMode, SyncRequest,
+    SyncState,
+};
+use syncrepl_state::{Error, LogFile, LogIo, Mirror, OpenOptions, SearchSpec, StdIo};
+
+fn spec() -> SearchSpec {
+    SearchSpec {
+        base: "dc=example,dc=com".into(),
+        scope: Scope::Subtree,
+        filter: "(objectClass=*)".into(),
+        attributes: vec![],
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "syncrepl-crash-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn change(n: u8, round: u32, cookie: &str) -> Event {
+    let cn = format!("person {n} round {round}");
+    Event::Entry(SyncEntry {
+        state: SyncState::Modify,
+        entry_uuid: EntryUuid([n; 16]),
+        dn: format!("uid=p{n},dc=example,dc=com"),
+        attributes: AttributeList::build([
+            ("cn", vec![cn.as_bytes()]),
+            ("description", vec!["x".repeat(40).as_bytes()]),
+        ]),
+        cookie: Some(Cookie::from(cookie.as_bytes())),
+    })
+}
+
+fn content(m: &Mirror) -> Vec<String> {
+    let mut out: Vec<String> = m
+        .entries()
+        .iter()
+        .map(|(u, e)| format!("{u} {} {:?}", e.dn, e.attributes))
+        .collect();
+    out.sort();
+    out.push(format!("cookie {:?}", m.cookie()));
+    out
+}
+
+/// Remembers, for every change handed out, its number and how long the log was at that moment.
+struct Deliveries<'a> {
+    log: &'a Path,
+    seen: Vec<(u64, u64)>,
+}
+
+impl Deliveries<'_> {
+    fn note(&mut self, seq: u64) {
+        let len = std::fs::metadata(self.log).map_or(0, |m| m.len());
+        self.seen.push((seq, len));
+    }
+}
+
+impl syncrepl_state::Handler for Deliveries<'_> {
+    fn on_add(&mut self, seq: u64, _: EntryUuid, _: &syncrepl_state::Entry) {
+        self.note(seq);
+    }
+    fn on_modify(
+        &mut self,
+        seq: u64,
+        _: EntryUuid,
+        _: &syncrepl_state::Entry,
+        _: &syncrepl_state::Entry,
+        _: &[syncrepl_state::AttributeChange],
+    ) {
+        self.note(seq);
+    }
+}
+
+/// Builds a state with a full refresh and then a few persist changes, one commit each; returns
+/// the log's bytes, for each commit its end offset and the content it committed, and every change
+/// handed out with the log's length at that moment.
+type Built = (Vec<u8>, Vec<(u64, Vec<String>)>, Vec<(u64, u64)>);
+
+fn build(dir: &Path) -> Built {
+    let mut m = Mirror::open(dir, spec(), OpenOptions::default()).expect("open");
+    let log_path = dir.join("state.log");
+    let mut seen = Deliveries {
+        log: &log_path,
+        seen: Vec::new(),
+    };
+    let mut commits = Vec::new();
+    let log_len = || std::fs::metadata(dir.join("state.log")).map_or(0, |m| m.len());
+    commits.push((log_len(), content(&m)));
+    let mut request = SyncRequest::new("dc=example,dc=com", SyncMode::RefreshAndPersist);
+    request.cookie = None;
+    m.begin_refresh(&request).expect("begin");
+    for n in 0..5 {
+        let Event::Entry(mut e) = change(n, 0, "") else {
+            unreachable!("change() makes entries")
+        };
+        e.cookie = None;
+        e.state = SyncState::Add;
+        m.apply(Event::Entry(e), &mut seen).expect("add");
+    }
+    m.apply(
+        Event::RefreshComplete {
+            phase: RefreshPhase::Delete,
+            cookie: Some(Cookie::from(b"c0".as_slice())),
+            persist: true,
+        },
+        &mut (),
+    )
+    .expect("refresh done");
+    commits.push((log_len(), content(&m)));
+    for round in 1..4u32 {
+        for n in 0..5 {
+            m.apply(change(n, round, &format!("c{round}-{n}")), &mut seen)
+                .expect("persist change");
+            commits.push((log_len(), content(&m)));
+        }
+    }
+    drop(m);
+    let bytes = std::fs::read(dir.join("state.log")).expect("read log");
+    (bytes, commits, seen.seen)
+}
+
+#[test]
+fn cut_at_every_byte_reopens_as_the_last_commit() {
+    let dir = temp_dir("build");
+    let (bytes, commits, seen) = build(&dir);
+    let last_batches = commits[commits.len() - 6].0 as usize;
+    let scratch = temp_dir("cut");
+    for cut in last_batches..=bytes.len() {
+        std::fs::create_dir_all(&scratch).expect("dir");
+        std::fs::write(scratch.join("state.log"), &bytes[..cut]).expect("write");
+        let m = Mirror::open(&scratch, spec(), OpenOptions::default())
+            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let expected = commits
+            .iter()
+            .rev()
+            .find(|(end, _)| *end as usize <= cut)
+            .map(|(_, c)| c.clone())
+            .expect("a commit before the cut");
+        assert_eq!(content(&m), expected, "cut at {cut}");
+        // No number handed out before the crash is handed out again.
+        let delivered = seen
+            .iter()
+            .filter(|(_, len)| *len as usize <= cut)
+            .map(|(seq, _)| *seq)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            m.next_seq() > delivered,
+            "cut at {cut}: {} <= {delivered}",
+            m.next_seq()
+        );
+        drop(m);
+        let len = std::fs::metadata(scratch.join("state.log"))
+            .expect("log")
+            .len();
+        assert!(len as usize <= cut, "the torn tail was truncated");
+        std::fs::remove_dir_all(&scratch).ok();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn damage_before_the_tail_is_an_error_unless_repaired() {
+    let dir = temp_dir("damage");
+    let (mut bytes, commits, _) = build(&dir);
+    let offset = commits[3].0 as usize + 6;
+    bytes[offset] ^= 0xff;
+    std::fs::write(dir.join("state.log"), &bytes).expect("write");
+    let err = Mirror::open(&dir, spec(), OpenOptions::default()).expect_err("damaged");
+    assert!(matches!(err, Error::Damaged { .. }), "{err}");
+    assert_eq!(
+        std::fs::read(dir.join("state.log")).expect("read"),
+        bytes,
+        "nothing lost"
+    );
+    let repaired = Mirror::open(
+        &dir,
+        spec(),
+        OpenOptions {
+            repair: true,
+            ..OpenOptions::default()
+        },
+    )
+    .expect("repair");
+    assert_eq!(content(&repaired), commits[3].1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Fault injection: after `budget` bytes a write is torn (half written, then an error); a failed
+/// fsync when `fail_sync` is set; ENOSPC when `full` is set.
+#[derive(Clone)]
+struct Faulty {
+    budget: Arc<AtomicU64>,
+    fail_sync: bool,
+    full: bool,
+}
+
+struct FaultyFile {
+    inner: Box<dyn LogFile>,
+    faults: Faulty,
+}
+
+impl LogFile for FaultyFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.faults.full {
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        let left = self.faults.budget.load(Ordering::SeqCst);
+        if (buf.len() as u64) > left {
+            self.inner
+                .write_all(&buf[..(left as usize).min(buf.len() / 2)])?;
+            self.faults.budget.store(0, Ordering::SeqCst);
+            return Err(io::Error::other("torn write"));
+        }
+        self.faults
+            .budget
+            .fetch_sub(buf.len() as u64, Ordering::SeqCst);
+        self.inner.write_all(buf)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        if self.faults.fail_sync {
+            return Err(io::Error::other("fsync failed"));
+        }
+        self.inner.sync_data()
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+}
+
+impl LogIo for Faulty {
+    fn read(&mut self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        StdIo.read(path)
+    }
+    fn open_append(&mut self, path: &Path) -> io::Result<Box<dyn LogFile>> {
+        Ok(Box::new(FaultyFile {
+            inner: StdIo.open_append(path)?,
+            faults: self.clone(),
+        }))
+    }
+    fn create(&mut self, path: &Path) -> io::Result<Box<dyn LogFile>> {
+        Ok(Box::new(FaultyFile {
+            inner: StdIo.create(path)?,
+            faults: self.clone(),
+        }))
+    }
+    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        StdIo.rename(from, to)
+    }
+    fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+        StdIo.sync_dir(dir)
+    }
+}
+
+fn open_faulty(dir: &Path, faults: Faulty) -> Result<Mirror, Error> {
+    Mirror::open(
+        dir,
+        spec(),
+        OpenOptions {
+            io: Box::new(faults),
+            ..OpenOptions::default()
+        },
+    )
+}
+
+#[test]
+fn injected_faults_leave_a_committed_state() {
+    let dir = temp_dir("faults");
+    let (_, commits, _) = build(&dir);
+    let committed = commits.last().map(|(_, c)| c.clone()).expect("commits");
+
+    for faults in [
+        Faulty {
+            budget: Arc::new(AtomicU64::new(30)),
+            fail_sync: false,
+            full: false,
+        },
+        Faulty {
+            budget: Arc::new(AtomicU64::new(u64::MAX)),
+            fail_sync: true,
+            full: false,
+        },
+        Faulty {
+            budget: Arc::new(AtomicU64::new(u64::MAX)),
+            fail_sync: false,
+            full: true,
+        },
+    ] {
+        let mut m = open_faulty(&dir, faults).expect("open");
+        let err = m
+            .apply(change(1, 99, "c99"), &mut ())
+            .expect_err("the fault surfaces");
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+        assert!(matches!(
+            m.apply(change(2, 99, "c100"), &mut ()),
+            Err(Error::Poisoned)
+        ));
+        drop(m);
+        let reopened = Mirror::open(&dir, spec(), OpenOptions::default()).expect("reopen");
+        let state = content(&reopened);
+        drop(reopened);
+        if state != committed {
+            // A failed fsync may still leave the written commit in the page cache: then the new
+            // commit is complete and consistent too.
+            let mut m = Mirror::open(&dir, spec(), OpenOptions::default()).expect("reopen");
+            assert_eq!(
+                m.cookie(),
+                Some(&Cookie::from(b"c99".as_slice())),
+                "{state:?}"
+            );
+            m.compact().expect("compact");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

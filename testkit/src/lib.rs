@@ -1,0 +1,26 @@
+//! Test fixtures for syncrepl's end-to-end tests: a throwaway OpenLDAP slapd with the syncprov
+//! overlay on 127.0.0.1 (TLS with certificates made in process, ldapi, SASL EXTERNAL, sample
+//! people, helpers that change the directory with the OpenLDAP tools), started and stopped by
+//! PID, and a scripted proxy that makes the real server misbehave on purpose.
+//!
+//! ```no_run
+//! use syncrepl_testkit::slapd::{Scope, Slapd};
+//!
+//! let slapd = Slapd::builder().people(1000).sessionlog(100).start().expect("slapd");
+//! let url = slapd.ldap_url(); // ldap://127.0.0.1:PORT
+//! slapd.replace("uid=user00001,ou=people,dc=example,dc=com", "sn", &["Changed"]);
+//! let text = slapd.search_scope(slapd.base_dn(), Scope::One, "(objectClass=*)", &["dn"]);
+//! # let _ = (url, text);
+//! ```
+//!
+//! It needs OpenLDAP's `slapd`, `slapadd` and client tools (Debian: `slapd`, `ldap-utils`), with
+//! modules in `/usr/lib/ldap` and schema in `/etc/ldap/schema`.
+#![forbid(unsafe_code)]
+
+mod certs;
+pub mod ldif;
+pub mod proxy;
+pub mod slapd;
+mod tools;
+
+pub use slapd::{Bind, Error, Options, Output, Scope, Slapd, Transport};
