@@ -432,6 +432,8 @@ fn settle(pending: &mut Vec<EntryUuid>, suspects: &mut UuidSet, settled: bool, c
 ///   the refresh that completes next deletes those it neither sends nor presents. (Such an entry
 ///   changed after the old cookie, so if it still existed the server would have to send it, even
 ///   in a delete phase, which only names deletions of entries the client had at the old cookie.)
+///   This relies on RFC 4533 §3.3.1 as servers implement it: an entry changed since the cookie is
+///   sent in full even when a later change restored its content (slapd compares entryCSNs).
 ///
 /// So a crash loses at most the changes since the last commit, which the server sends again.
 #[derive(Debug)]

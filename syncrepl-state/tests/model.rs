@@ -22,6 +22,9 @@ struct ModelEntry {
     cn: String,
     /// Whether the entry matches the sync search's filter.
     in_filter: bool,
+    /// The version of the entry's last change, like slapd's entryCSN: an entry changed since a
+    /// cookie is sent in full even if a later change restored its content (RFC 4533 §3.3.1).
+    csn: usize,
 }
 
 type Snapshot = BTreeMap<u8, ModelEntry>;
@@ -182,6 +185,7 @@ impl Provider {
 
     fn apply(&mut self, op: &Op) {
         let mut next = self.now().clone();
+        let csn = self.history.len();
         let dn_taken = |s: &Snapshot, dn: &str| s.values().any(|e| e.dn == dn);
         match *op {
             Op::Add(u) => {
@@ -193,6 +197,7 @@ impl Provider {
                             dn,
                             cn: "new".into(),
                             in_filter: true,
+                            csn,
                         },
                     );
                 }
@@ -200,6 +205,7 @@ impl Provider {
             Op::Modify(u, v) => {
                 if let Some(e) = next.get_mut(&u) {
                     e.cn = format!("cn{v}");
+                    e.csn = csn;
                 }
             }
             Op::Rename(u, v) => {
@@ -207,6 +213,7 @@ impl Provider {
                 if next.contains_key(&u) && !dn_taken(&next, &dn) {
                     if let Some(e) = next.get_mut(&u) {
                         e.dn = dn;
+                        e.csn = csn;
                     }
                 }
             }
@@ -216,6 +223,7 @@ impl Provider {
             Op::ToggleFilter(u) => {
                 if let Some(e) = next.get_mut(&u) {
                     e.in_filter = !e.in_filter;
+                    e.csn = csn;
                 }
             }
         }
