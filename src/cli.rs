@@ -66,9 +66,10 @@ pub struct WatchArgs {
     /// `ldap://127.0.0.1/ou=people,dc=example,dc=com??sub?(objectClass=inetOrgPerson)`.
     /// The scope defaults to `base` as RFC 4516 says; write `??sub` for a subtree.
     pub url: String,
-    /// Directory holding the mirror (created if missing).
+    /// Directory holding the mirror (created if missing). Without it the mirror lives in memory
+    /// only, and every run starts with a full refresh.
     #[arg(long)]
-    pub state: PathBuf,
+    pub state: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -209,9 +209,12 @@ fn watch(args: &WatchArgs) -> i32 {
         reset: args.reset,
         ..OpenOptions::default()
     };
-    let mut mirror = match Mirror::open(&args.state, spec, open) {
-        Ok(m) => m,
-        Err(e) => return fail(e, exit::STATE),
+    let mut mirror = match &args.state {
+        Some(state) => match Mirror::open(state, spec, open) {
+            Ok(m) => m,
+            Err(e) => return fail(e, exit::STATE),
+        },
+        None => Mirror::in_memory(spec),
     };
     let stop = StopHandle::new();
     if let Err(e) = install_signals(&stop) {

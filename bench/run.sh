@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Benchmarks syncrepl against ldapsearch and python-ldap on throwaway slapd servers.
+#   bench/run.sh                 N = 10,000 and 100,000, three runs each
+#   bench/run.sh 1000000         a longer run
+#   bench/run.sh --smoke         N = 1,000, one run, small change counts (what CI runs)
+# Other options go to bench/bench.py (--runs, --sessionlog, --latency-changes, --json FILE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/sbin:$PATH"
+
+args=()
+smoke=""
+for arg in "$@"; do
+    if [ "$arg" = "--smoke" ]; then
+        smoke=1
+        args+=(1000 --runs 1 --sessionlog 100 --latency-changes 100)
+    else
+        args+=("$arg")
+    fi
+done
+
+# The smoke run checks that the script works, not how fast: the test suite's debug build will do.
+profile=release
+[ -n "$smoke" ] && profile=debug
+build=(--quiet)
+[ "$profile" = release ] && build+=(--release)
+
+scripts/install-deps
+echo "building syncrepl and the slapd launcher ($profile)…" >&2
+cargo build "${build[@]}" --bin syncrepl
+cargo build "${build[@]}" -p syncrepl-testkit --example slapd
+
+python=()
+venv=target/bench/venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import ldap' 2>/dev/null; then
+    if ! dpkg -s libldap2-dev libsasl2-dev >/dev/null 2>&1; then
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+            libldap2-dev libsasl2-dev >/dev/null || true
+    fi
+    rm -rf "$venv"
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q python-ldap; } >&2; then
+        rm -rf "$venv"
+        if [ -z "$smoke" ]; then
+            echo "bench: could not build the python-ldap virtualenv" >&2
+            exit 1
+        fi
+        echo "bench: python-ldap unavailable; the smoke run goes on without it" >&2
+    fi
+fi
+[ -x "$venv/bin/python" ] && python=(--python "$venv/bin/python")
+
+exec python3 bench/bench.py --syncrepl "target/$profile/syncrepl" \
+    --launcher "target/$profile/examples/slapd" "${python[@]}" "${args[@]}"
