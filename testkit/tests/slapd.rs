@@ -520,33 +520,6 @@ fn suffix_groups_and_no_tls() {
     assert!(mail.contains("mail: user00000@example.com"), "{mail}");
 }
 
-/// Start-up times by size: `cargo test -p syncrepl-testkit --release --test slapd -- --ignored
-/// --nocapture startup_times`.
-#[test]
-#[ignore = "a measurement, not a check"]
-fn startup_times() {
-    for n in [0, 1_000, 10_000, 100_000] {
-        let started = Instant::now();
-        let slapd = Slapd::builder().people(n).start().expect("slapd starts");
-        let up = started.elapsed();
-        let listed = Instant::now();
-        assert_eq!(
-            people(&slapd, Transport::Ldapi, Bind::Admin).expect("search"),
-            n
-        );
-        eprintln!(
-            "{n:>7} people: started in {up:?} (search of all: {:?})",
-            listed.elapsed()
-        );
-        let stopped = Instant::now();
-        drop(slapd);
-        eprintln!(
-            "{n:>7} people: stopped and removed in {:?}",
-            stopped.elapsed()
-        );
-    }
-}
-
 /// A `-E sync=rp` ldapsearch as the reader, its output lines sent to a channel.
 fn persist(
     slapd: &Slapd,
