@@ -58,12 +58,13 @@ pub const CASE_EXACT: &[&str] = &[
     "memberuid",
 ];
 
-/// Whether `dn` is made of single-valued RDNs `type=value` of letters, digits and `.-_@` only, like
-/// most DNs: then its normal form is just its lowercase, and the parser can be skipped.
+/// Whether values of attribute type `ty` keep their case in a DN key (see [`CASE_EXACT`]).
 fn case_exact(ty: &str) -> bool {
     ty.len() >= 9 && CASE_EXACT.iter().any(|t| t.eq_ignore_ascii_case(ty))
 }
 
+/// Whether `dn` is made of single-valued RDNs `type=value` of letters, digits and `.-_@` only, like
+/// most DNs: then its normal form is just its lowercase, and the parser can be skipped.
 fn is_plain(dn: &str) -> bool {
     !dn.is_empty()
         && dn.split(',').all(|rdn| {

@@ -549,13 +549,13 @@ pub(crate) fn replay_from(
         let body_len = u32::from_le_bytes(prefix) as usize;
         let end = pos + 4 + body_len as u64 + 4;
         let framed = got == 4 && (1..=MAX_RECORD).contains(&body_len) && end <= len;
-        let mut consumed = prefix[..got].to_vec();
         let mut good = None;
+        let mut body_got = 0;
         if framed {
             buf.resize(body_len + 4, 0);
-            let got = read_full(reader, &mut buf).map_err(io_error)?;
+            body_got = read_full(reader, &mut buf).map_err(io_error)?;
             let (body, crc) = buf.split_at(body_len);
-            if got == buf.len() && crc32c::crc32c(body).to_le_bytes() == crc[..4] {
+            if body_got == buf.len() && crc32c::crc32c(body).to_le_bytes() == crc[..4] {
                 match decode_body(body) {
                     Some(record) => good = Some(record),
                     None if repair => {}
@@ -568,11 +568,10 @@ pub(crate) fn replay_from(
                     }
                 }
             }
-            if good.is_none() {
-                consumed.extend_from_slice(&buf[..got]);
-            }
         }
         let Some(record) = good else {
+            let mut consumed = prefix[..got].to_vec();
+            consumed.extend_from_slice(&buf[..body_got]);
             // The first bad record. Damage before the tail only if a later commit says this spot
             // had been synced; otherwise a torn, unsynced tail.
             let later = scan_commits(path, consumed.get(1..).unwrap_or_default(), reader)?;
