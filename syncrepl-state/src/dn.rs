@@ -1,6 +1,7 @@
 //! Distinguished names compared the LDAP way (RFC 4514 string form, RFC 4517 matching).
 
 use std::fmt::Write as _;
+use std::hash::BuildHasher;
 
 /// A DN in a canonical form, so that two spellings of the same name compare equal.
 ///
@@ -47,6 +48,26 @@ impl NormalizedDn {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Hashes the normal form of `dn` with `state`, without building it for the usual plain DNs: the
+/// DN index keeps these hashes rather than a normalized copy of every DN.
+pub(crate) fn hash_normalized(dn: &str, state: &impl BuildHasher) -> u64 {
+    const STACK: usize = 256;
+    if dn.len() <= STACK && is_plain(dn) {
+        let mut buf = [0u8; STACK];
+        let lower = &mut buf[..dn.len()];
+        lower.copy_from_slice(dn.as_bytes());
+        lower.make_ascii_lowercase();
+        state.hash_one(&*lower)
+    } else {
+        state.hash_one(NormalizedDn::new(dn).as_str().as_bytes())
+    }
+}
+
+/// Whether two DNs name the same entry, compared the LDAP way.
+pub(crate) fn same_dn(a: &str, b: &str) -> bool {
+    a == b || NormalizedDn::new(a) == NormalizedDn::new(b)
 }
 
 /// Attribute types (lowercase) whose values keep their case in a DN key: their equality matching

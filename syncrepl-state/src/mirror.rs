@@ -8,7 +8,6 @@ use syncrepl_proto::{
     AttributeList, Cookie, EntryUuid, Event, RefreshPhase, SyncEntry, SyncRequest, SyncState,
 };
 
-use crate::dn::NormalizedDn;
 use crate::error::Error;
 use crate::log::{CommitInfo, FsyncPolicy, LogIo, LogStore, Record, StdIo};
 use crate::{Entry, SearchSpec};
@@ -110,11 +109,30 @@ impl Hasher for UuidHasher {
 type UuidMap<V> = HashMap<EntryUuid, V, BuildHasherDefault<UuidHasher>>;
 type UuidSet = HashSet<EntryUuid, BuildHasherDefault<UuidHasher>>;
 
+/// The entryUUIDs whose DNs share one hash in the DN index: nearly always one.
+#[derive(Debug, Clone)]
+enum DnBucket {
+    One(EntryUuid),
+    Many(Vec<EntryUuid>),
+}
+
+impl DnBucket {
+    fn uuids(&self) -> &[EntryUuid] {
+        match self {
+            DnBucket::One(uuid) => std::slice::from_ref(uuid),
+            DnBucket::Many(uuids) => uuids,
+        }
+    }
+}
+
 /// The entries of the mirror, readable by entryUUID and by DN.
 #[derive(Debug, Default)]
 pub struct Entries {
     by_uuid: UuidMap<Slot>,
-    by_dn: HashMap<NormalizedDn, EntryUuid, foldhash::fast::RandomState>,
+    /// entryUUIDs by the hash of their normalized DN (see [`NormalizedDn`](crate::NormalizedDn)): eight bytes an entry
+    /// instead of a second copy of its DN; a lookup checks the DNs it finds.
+    by_dn: HashMap<u64, DnBucket, BuildHasherDefault<UuidHasher>>,
+    dn_hasher: foldhash::fast::RandomState,
     live_bytes: u64,
 }
 
@@ -128,10 +146,10 @@ impl Entries {
         self.by_uuid.get(uuid).map(|s| &s.entry)
     }
 
-    /// The entry with this DN, compared the LDAP way (see [`NormalizedDn`]).
+    /// The entry with this DN, compared the LDAP way (see [`NormalizedDn`](crate::NormalizedDn)).
     pub fn get_by_dn(&self, dn: &str) -> Option<(EntryUuid, &Entry)> {
-        let uuid = self.by_dn.get(&NormalizedDn::new(dn))?;
-        self.get(uuid).map(|e| (*uuid, e))
+        let uuid = self.holder(self.dn_hash(dn), dn, None)?;
+        self.get(&uuid).map(|e| (uuid, e))
     }
 
     /// Every entry, in no particular order.
@@ -155,35 +173,83 @@ impl Entries {
         self.by_dn.reserve(additional);
     }
 
+    fn dn_hash(&self, dn: &str) -> u64 {
+        crate::dn::hash_normalized(dn, &self.dn_hasher)
+    }
+
+    /// The entry other than `except` whose DN, of hash `hash`, equals `dn`.
+    fn holder(&self, hash: u64, dn: &str, except: Option<EntryUuid>) -> Option<EntryUuid> {
+        self.by_dn
+            .get(&hash)?
+            .uuids()
+            .iter()
+            .copied()
+            .filter(|u| Some(*u) != except)
+            .find(|u| {
+                self.by_uuid
+                    .get(u)
+                    .is_some_and(|s| crate::dn::same_dn(&s.entry.dn, dn))
+            })
+    }
+
+    fn index(&mut self, uuid: EntryUuid, hash: u64) {
+        match self.by_dn.get_mut(&hash) {
+            None => {
+                self.by_dn.insert(hash, DnBucket::One(uuid));
+            }
+            Some(DnBucket::One(other)) if *other != uuid => {
+                let other = *other;
+                self.by_dn.insert(hash, DnBucket::Many(vec![other, uuid]));
+            }
+            Some(DnBucket::Many(uuids)) if !uuids.contains(&uuid) => uuids.push(uuid),
+            Some(_) => {}
+        }
+    }
+
+    fn unindex(&mut self, uuid: EntryUuid, hash: u64) {
+        let Some(bucket) = self.by_dn.get_mut(&hash) else {
+            return;
+        };
+        match bucket {
+            DnBucket::One(other) if *other == uuid => {
+                self.by_dn.remove(&hash);
+            }
+            DnBucket::Many(uuids) => {
+                uuids.retain(|u| *u != uuid);
+                if let [only] = uuids[..] {
+                    *bucket = DnBucket::One(only);
+                }
+            }
+            DnBucket::One(_) => {}
+        }
+    }
+
     fn insert(&mut self, uuid: EntryUuid, slot: Slot) -> Option<Slot> {
+        let hash = self.dn_hash(&slot.entry.dn);
+        self.insert_hashed(uuid, slot, hash)
+    }
+
+    /// Inserts `slot`, whose DN hashes to `hash`.
+    fn insert_hashed(&mut self, uuid: EntryUuid, slot: Slot, hash: u64) -> Option<Slot> {
         self.live_bytes += footprint(&slot.entry);
-        self.by_dn.insert(NormalizedDn::new(&slot.entry.dn), uuid);
         let old = self.by_uuid.insert(uuid, slot);
         if let Some(old) = &old {
-            self.forget(uuid, old);
+            self.live_bytes = self.live_bytes.saturating_sub(footprint(&old.entry));
+            let old_hash = self.dn_hash(&old.entry.dn);
+            if old_hash != hash {
+                self.unindex(uuid, old_hash);
+            }
         }
+        self.index(uuid, hash);
         old
     }
 
     fn remove(&mut self, uuid: &EntryUuid) -> Option<Slot> {
         let old = self.by_uuid.remove(uuid)?;
-        self.forget(*uuid, &old);
-        Some(old)
-    }
-
-    /// Drops the index entry and size of a slot that was replaced or removed.
-    fn forget(&mut self, uuid: EntryUuid, old: &Slot) {
         self.live_bytes = self.live_bytes.saturating_sub(footprint(&old.entry));
-        let key = NormalizedDn::new(&old.entry.dn);
-        if self.by_dn.get(&key) == Some(&uuid) {
-            let current = self
-                .by_uuid
-                .get(&uuid)
-                .map(|s| NormalizedDn::new(&s.entry.dn));
-            if current.as_ref() != Some(&key) {
-                self.by_dn.remove(&key);
-            }
-        }
+        let hash = self.dn_hash(&old.entry.dn);
+        self.unindex(*uuid, hash);
+        Some(old)
     }
 }
 
@@ -908,14 +974,12 @@ impl Mirror {
             self.entries.by_uuid.get(&uuid).map_or(0, |s| s.mark)
         };
         let new = Entry { dn, attributes };
-        let new_key = NormalizedDn::new(&new.dn);
-        if let Some(holder) = self.entries.by_dn.get(&new_key).copied() {
-            if holder != uuid {
-                // RFC 4533 §3.3 has no rename of one entry onto another's DN: the old entry was
-                // deleted (or moved away) in a change the client missed.
-                tracing::debug!(dn = %new.dn, "a new entryUUID took this DN; deleting the old entry");
-                self.delete(holder, handler)?;
-            }
+        let hash = self.entries.dn_hash(&new.dn);
+        while let Some(holder) = self.entries.holder(hash, &new.dn, Some(uuid)) {
+            // RFC 4533 §3.3 has no rename of one entry onto another's DN: the old entry was
+            // deleted (or moved away) in a change the client missed.
+            tracing::debug!(dn = %new.dn, "a new entryUUID took this DN; deleting the old entry");
+            self.delete(holder, handler)?;
         }
         let (exists, renamed, changes) = match self.entries.by_uuid.get(&uuid) {
             Some(old) => (
@@ -941,7 +1005,9 @@ impl Mirror {
         } else {
             first
         };
-        let previous = self.entries.insert(uuid, Slot { entry: new, mark });
+        let previous = self
+            .entries
+            .insert_hashed(uuid, Slot { entry: new, mark }, hash);
         // The entry was just inserted, so it is there.
         let Some(new) = self.entries.by_uuid.get(&uuid).map(|s| &s.entry) else {
             return Ok(());
@@ -1182,4 +1248,54 @@ fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(dn: &str) -> Slot {
+        Slot {
+            entry: Entry {
+                dn: dn.into(),
+                attributes: AttributeList::default(),
+            },
+            mark: 0,
+        }
+    }
+
+    #[test]
+    fn dns_that_share_a_hash_are_told_apart() {
+        let mut entries = Entries::default();
+        let (a, b, c) = (EntryUuid([1; 16]), EntryUuid([2; 16]), EntryUuid([3; 16]));
+        entries.insert_hashed(a, slot("uid=a,dc=example,dc=com"), 42);
+        entries.insert_hashed(b, slot("uid=b,dc=example,dc=com"), 42);
+        assert_eq!(entries.holder(42, "UID=A, dc=Example,dc=com", None), Some(a));
+        assert_eq!(entries.holder(42, "uid=b,dc=example,dc=com", None), Some(b));
+        assert_eq!(entries.holder(42, "uid=b,dc=example,dc=com", Some(b)), None);
+        assert_eq!(entries.holder(42, "uid=c,dc=example,dc=com", None), None);
+        entries.insert_hashed(c, slot("uid=c,dc=example,dc=com"), 42);
+        assert_eq!(entries.by_dn.get(&42).map(|b| b.uuids().len()), Some(3));
+        entries.unindex(a, 42);
+        entries.unindex(c, 42);
+        assert!(matches!(entries.by_dn.get(&42), Some(DnBucket::One(u)) if *u == b));
+        entries.unindex(b, 42);
+        assert!(entries.by_dn.is_empty());
+    }
+
+    #[test]
+    fn a_rename_moves_the_dn_index_entry() {
+        let mut entries = Entries::default();
+        let a = EntryUuid([1; 16]);
+        entries.insert(a, slot("uid=a,dc=example,dc=com"));
+        entries.insert(a, slot("uid=a2,dc=example,dc=com"));
+        assert!(entries.get_by_dn("uid=a,dc=example,dc=com").is_none());
+        assert_eq!(
+            entries.get_by_dn("UID=A2,DC=EXAMPLE,DC=COM").map(|(u, _)| u),
+            Some(a)
+        );
+        assert_eq!(entries.by_dn.len(), 1);
+        entries.insert(a, slot("uid=A2,dc=example,dc=com"));
+        assert_eq!(entries.by_dn.len(), 1, "a change of case keeps the key");
+    }
 }
