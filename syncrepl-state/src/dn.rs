@@ -87,17 +87,31 @@ fn case_exact(ty: &str) -> bool {
 /// Whether `dn` is made of single-valued RDNs `type=value` of letters, digits and `.-_@` only, like
 /// most DNs: then its normal form is just its lowercase, and the parser can be skipped.
 fn is_plain(dn: &str) -> bool {
-    !dn.is_empty()
-        && dn.split(',').all(|rdn| {
-            let mut parts = rdn.split('=');
-            let plain = |part: &str| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'))
-            };
-            matches!((parts.next(), parts.next(), parts.next()), (Some(t), Some(v), None) if plain(t) && plain(v) && !case_exact(t))
-        })
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@');
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    loop {
+        let type_start = i;
+        while i < bytes.len() && plain(bytes[i]) {
+            i += 1;
+        }
+        if i == type_start || bytes.get(i) != Some(&b'=') || case_exact(&dn[type_start..i]) {
+            return false;
+        }
+        i += 1;
+        let value_start = i;
+        while i < bytes.len() && plain(bytes[i]) {
+            i += 1;
+        }
+        if i == value_start {
+            return false;
+        }
+        match bytes.get(i) {
+            None => return true,
+            Some(b',') => i += 1,
+            Some(_) => return false,
+        }
+    }
 }
 
 fn escape_into(out: &mut String, value: &str) {
@@ -310,10 +324,27 @@ mod tests {
             "cn=a b",
             "cn=,dc=x",
             "cn=a,,dc=x",
+            "cn=a,",
+            "=a",
+            "cn",
+            "automountKey=x,dc=y",
             "",
         ] {
             assert!(!is_plain(dn), "{dn}");
         }
+    }
+
+    #[test]
+    fn hashes_agree_between_the_fast_path_and_the_parser() {
+        let state = foldhash::fast::RandomState::default();
+        let hash = |dn: &str| hash_normalized(dn, &state);
+        assert_eq!(hash("UID=a,DC=x"), hash("uid=a, dc=x"));
+        assert_eq!(hash("uid=a,dc=x"), hash("uid = A , dc = X"));
+        assert_ne!(hash("uid=a,dc=x"), hash("uid=b,dc=x"));
+        let long = format!("cn={},dc=x", "a".repeat(300));
+        assert_eq!(hash(&long), hash(&long.to_uppercase()));
+        assert!(same_dn("CN=A, dc=x", "cn=a,dc=x"));
+        assert!(!same_dn("cn=a,dc=x", "cn=b,dc=x"));
     }
 
     #[test]

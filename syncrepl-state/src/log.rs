@@ -168,10 +168,10 @@ pub trait LogIo: Send {
     /// Reads a whole file, or `None` if it does not exist.
     fn read(&mut self, path: &Path) -> io::Result<Option<Vec<u8>>>;
     /// Opens a file for reading with its length, or `None` if it does not exist.
-    fn open_read(&mut self, path: &Path) -> io::Result<Option<(Box<dyn Read>, u64)>> {
+    fn open_read(&mut self, path: &Path) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
         Ok(self.read(path)?.map(|data| {
             let len = data.len() as u64;
-            (Box::new(io::Cursor::new(data)) as Box<dyn Read>, len)
+            (Box::new(io::Cursor::new(data)) as Box<dyn Read + Send>, len)
         }))
     }
     /// Opens a file for appending, creating it (mode 0600) if needed.
@@ -216,7 +216,7 @@ impl LogIo for StdIo {
             Err(e) => Err(e),
         }
     }
-    fn open_read(&mut self, path: &Path) -> io::Result<Option<(Box<dyn Read>, u64)>> {
+    fn open_read(&mut self, path: &Path) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
         match File::open(path) {
             Ok(file) => {
                 let len = file.metadata()?.len();
@@ -604,6 +604,45 @@ pub(crate) fn replay_from(
     Ok(out)
 }
 
+/// [`replay_from`] on a second thread: reading, checking and decoding records there overlaps with
+/// what `sink` does with them here (building the mirror), which makes opening a large state about
+/// twice as fast on two cores. Records reach `sink` in the same order.
+pub(crate) fn replay_pipelined(
+    path: &Path,
+    reader: &mut (dyn Read + Send),
+    len: u64,
+    repair: bool,
+    sink: &mut dyn FnMut(Record),
+) -> Result<Replayed, Error> {
+    const CHUNK: usize = 1024;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(8);
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let result = replay_from(path, reader, len, repair, &mut |record| {
+                chunk.push(record);
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    // The receiver only goes away if this function is unwinding.
+                    let _ = tx.send(full);
+                }
+            });
+            if !chunk.is_empty() {
+                let _ = tx.send(chunk);
+            }
+            result
+        });
+        for chunk in rx {
+            for record in chunk {
+                sink(record);
+            }
+        }
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// What a scan past damage found.
 #[derive(Debug, Default, Clone, Copy)]
 struct Later {
@@ -760,7 +799,7 @@ impl LogStore {
         let lock = lock(dir)?;
         let path = dir.join(LOG_NAME);
         let replayed = match io.open_read(&path).map_err(io_err(&path))? {
-            Some((mut reader, len)) => replay_from(&path, &mut *reader, len, repair, sink)?,
+            Some((mut reader, len)) => replay_pipelined(&path, &mut *reader, len, repair, sink)?,
             None => Replayed::default(),
         };
         let mut store = LogStore {

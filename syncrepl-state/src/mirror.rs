@@ -653,7 +653,7 @@ impl Mirror {
         let len = file.metadata().map_err(io_error)?.len();
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         let mut replayer = Replayer::default();
-        let replayed = crate::log::replay_from(&path, &mut reader, len, false, &mut |r| {
+        let replayed = crate::log::replay_pipelined(&path, &mut reader, len, false, &mut |r| {
             replayer.record(r, None)
         })?;
         let Some(spec) = replayer.stored.clone().filter(|_| !replayer.bad_first) else {
