@@ -329,6 +329,24 @@ struct Refresh {
     full: bool,
     saw_present: bool,
     saw_delete: bool,
+    /// The cookie sent is 389 Directory Server's (see [`is_389_cookie`]).
+    ds389: bool,
+}
+
+/// Whether `cookie` has the form of 389 Directory Server's Content Synchronization cookies,
+/// `host:port#bind DN:base:filter#changenumber`: that server ends incremental refreshes as present
+/// phases without presenting anything, which must not delete what it did not send.
+fn is_389_cookie(cookie: &Cookie) -> bool {
+    let Ok(text) = std::str::from_utf8(cookie.as_bytes()) else {
+        return false;
+    };
+    let mut parts = text.split('#');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(server), Some(_search), Some(number), None) => {
+            server.contains(':') && !number.is_empty() && number.parse::<i64>().is_ok()
+        }
+        _ => false,
+    }
 }
 
 /// How to open a state directory.
@@ -766,6 +784,7 @@ impl Mirror {
             full: request.cookie.is_none(),
             saw_present: false,
             saw_delete: false,
+            ds389: request.cookie.as_ref().is_some_and(is_389_cookie),
         });
         Ok(())
     }
@@ -1047,10 +1066,11 @@ impl Mirror {
         let Some(refresh) = self.refresh else {
             return Ok(());
         };
-        if !refresh.full && refresh.saw_delete && !refresh.saw_present {
-            // 389 Directory Server ends an incremental refresh that sent explicit deletions
-            // with refreshDeletes FALSE; taken literally that would delete every unchanged entry.
-            tracing::warn!("present phase without any present entry after explicit deletes; keeping unsent entries");
+        if !refresh.full && !refresh.saw_present && (refresh.saw_delete || refresh.ds389) {
+            // 389 Directory Server ends every incremental refresh with refreshDeletes FALSE and
+            // no present entry, after the changed entries and the deleted entryUUIDs; taken
+            // literally that would delete every unchanged entry (the bug FreeIPA users met).
+            tracing::debug!("incremental refresh ended as a present phase without any present entry; keeping unsent entries");
             return Ok(());
         }
         self.delete_unmarked(None, handler)
@@ -1270,7 +1290,10 @@ mod tests {
         let (a, b, c) = (EntryUuid([1; 16]), EntryUuid([2; 16]), EntryUuid([3; 16]));
         entries.insert_hashed(a, slot("uid=a,dc=example,dc=com"), 42);
         entries.insert_hashed(b, slot("uid=b,dc=example,dc=com"), 42);
-        assert_eq!(entries.holder(42, "UID=A, dc=Example,dc=com", None), Some(a));
+        assert_eq!(
+            entries.holder(42, "UID=A, dc=Example,dc=com", None),
+            Some(a)
+        );
         assert_eq!(entries.holder(42, "uid=b,dc=example,dc=com", None), Some(b));
         assert_eq!(entries.holder(42, "uid=b,dc=example,dc=com", Some(b)), None);
         assert_eq!(entries.holder(42, "uid=c,dc=example,dc=com", None), None);
@@ -1291,7 +1314,9 @@ mod tests {
         entries.insert(a, slot("uid=a2,dc=example,dc=com"));
         assert!(entries.get_by_dn("uid=a,dc=example,dc=com").is_none());
         assert_eq!(
-            entries.get_by_dn("UID=A2,DC=EXAMPLE,DC=COM").map(|(u, _)| u),
+            entries
+                .get_by_dn("UID=A2,DC=EXAMPLE,DC=COM")
+                .map(|(u, _)| u),
             Some(a)
         );
         assert_eq!(entries.by_dn.len(), 1);

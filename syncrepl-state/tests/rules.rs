@@ -256,6 +256,40 @@ fn explicit_deletes_then_refresh_deletes_false_keeps_live_entries() {
 }
 
 #[test]
+fn a_389_incremental_refresh_without_deletes_keeps_live_entries() {
+    // 389 Directory Server sends only the changed entries, then syncDone without refreshDeletes
+    // and no present messages. Its cookies have their own form; with it, live entries stay.
+    let ds389 = "localhost:389#cn=reader,dc=example,dc=com:dc=example,dc=com:(uid=*)#205";
+    let mut m = Mirror::in_memory(spec());
+    initial(&mut m);
+    let log = sync(
+        &mut m,
+        Some(ds389),
+        vec![
+            add(2, "uid=b,dc=example,dc=com", "B2"),
+            complete(RefreshPhase::Present, "localhost:389#x:y:z#206"),
+        ],
+    );
+    assert_eq!(
+        log,
+        ["4 modify uid=b,dc=example,dc=com cn", "refresh done 3"]
+    );
+    // The same stream under another server's cookie is a present phase taken at its word.
+    let mut m = Mirror::in_memory(spec());
+    initial(&mut m);
+    let log = sync(
+        &mut m,
+        Some("rid=000,csn=20261123000000.000000Z#000000#000#000000"),
+        vec![
+            add(2, "uid=b,dc=example,dc=com", "B2"),
+            complete(RefreshPhase::Present, "c2"),
+        ],
+    );
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert_eq!(m.entries().len(), 1);
+}
+
+#[test]
 fn full_refresh_without_cookie_deletes_stale_entries_whatever_the_phase() {
     let mut m = Mirror::in_memory(spec());
     initial(&mut m);
