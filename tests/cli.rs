@@ -1,72 +1,25 @@
 //! End-to-end tests of the `syncrepl` command against a real slapd.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{dump, interrupt, sorted_records, syncrepl, temp_state, wait_line};
 
 use syncrepl_testkit::slapd::{person_ldif, Options, Slapd, BASE};
 
 const FILTER: &str = "(objectClass=inetOrgPerson)";
 
-fn syncrepl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_syncrepl"))
-}
-
 fn url(slapd: &Slapd) -> String {
     format!("{}/{BASE}??sub?{FILTER}", slapd.ldap_url())
 }
 
-fn temp_state(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "syncrepl-cli-{name}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) << 20
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn refresh_only(slapd: &Slapd, state: &Path) -> Output {
-    let out = syncrepl()
-        .args(["watch", &url(slapd), "--state"])
-        .arg(state)
-        .args(["--refresh-only", "--format", "ldif"])
-        .output()
-        .expect("run syncrepl");
-    assert!(
-        out.status.success(),
-        "watch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn dump(state: &Path) -> String {
-    let out = syncrepl()
-        .args(["dump", "--state"])
-        .arg(state)
-        .output()
-        .expect("dump");
-    assert!(
-        out.status.success(),
-        "dump failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
-
-/// LDIF records sorted, so that two dumps of the same content compare equal.
-fn sorted_records(ldif: &str) -> Vec<String> {
-    let mut records: Vec<String> = ldif
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .collect();
-    records.sort();
-    records
+    common::refresh_only(&url(slapd), &[], state)
 }
 
 fn assert_dump_equals_ldapsearch(slapd: &Slapd, state: &Path) {
@@ -134,68 +87,7 @@ fn full_then_incremental_within_and_beyond_the_session_log() {
 
 /// Starts `syncrepl watch` in persist mode and returns the child and a channel of stdout lines.
 fn watch(slapd: &Slapd, state: &Path, format: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = syncrepl()
-        .args(["watch", &url(slapd), "--state"])
-        .arg(state)
-        .args(["--format", format, "--retry", "0.2 100"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start syncrepl watch");
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let stderr = child.stderr.take().expect("stderr");
-    let (etx, erx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = etx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match erx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) if line.contains("refresh done") => break,
-            _ => assert!(Instant::now() < deadline, "no refresh done"),
-        }
-    }
-    (child, rx)
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, what: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-            let done = line.contains(what);
-            seen.push(line);
-            if done {
-                return seen;
-            }
-        }
-    }
-    panic!("no line with {what:?} in {seen:?}");
-}
-
-fn interrupt(mut child: Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "watch did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::watch(&url(slapd), &[], state, format)
 }
 
 #[test]

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod certs;
+pub mod dirsrv;
 pub mod ldif;
 pub mod proxy;
 pub mod slapd;

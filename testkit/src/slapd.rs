@@ -476,7 +476,7 @@ pub struct Slapd {
 }
 
 /// A free port on 127.0.0.1 now; `avoid` are ports already chosen.
-fn free_port(avoid: &[u16]) -> Result<u16, Error> {
+pub(crate) fn free_port(avoid: &[u16]) -> Result<u16, Error> {
     for _ in 0..20 {
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("bind a loopback port", e))?;
