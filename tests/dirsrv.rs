@@ -94,6 +94,39 @@ fn syncrepl_mirrors_389_directory_server() {
         "389's cookie form: {cookie}"
     );
 
+    // entryUUIDs are 389's nsUniqueIds: the same 128 bits, written differently.
+    let unique_id = ds
+        .search(
+            &format!("uid=user00001,ou=people,{BASE}"),
+            FILTER,
+            &["nsUniqueId"],
+        )
+        .expect("nsUniqueId");
+    let unique_id: String = unique_id
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("nsuniqueid: ")
+                .or(l.strip_prefix("nsUniqueId: "))
+        })
+        .expect("an nsUniqueId")
+        .replace('-', "");
+    let entries = common::syncrepl()
+        .args(["dump", "--format", "json", "--state"])
+        .arg(&state)
+        .output()
+        .expect("dump");
+    let entries = String::from_utf8(entries.stdout).expect("UTF-8");
+    let first: serde_json::Value = entries
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["dn"] == format!("uid=user00001,ou=people,{BASE}"))
+        .expect("user00001 in the mirror");
+    let uuid = first["entryUUID"]
+        .as_str()
+        .expect("entryUUID")
+        .replace('-', "");
+    assert_eq!(uuid, unique_id.to_ascii_lowercase());
+
     // An incremental refresh with a single modify: 389 ends it with refreshDeletes FALSE and no
     // present message, which must not delete the entries it did not send.
     ds.modify(&format!(
