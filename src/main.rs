@@ -80,7 +80,7 @@ fn rdn_attributes(dn: &str) -> Vec<String> {
 impl Handler for Printer {
     fn on_add(&mut self, seq: u64, uuid: EntryUuid, entry: &Entry) {
         if !self.refreshed {
-            self.progress.entry(Instant::now(), &mut io::stderr());
+            self.progress.entry(Instant::now, &mut io::stderr());
         }
         self.print(&Change {
             seq,
@@ -236,9 +236,11 @@ fn watch(args: &WatchArgs) -> i32 {
     };
     printer.progress.finish(&mut io::stderr());
     let _ = printer.out.flush();
-    if let Err(e) = mirror.sync() {
+    if let Err(e) = mirror.sync().and_then(|()| mirror.close()) {
         return fail(e, exit::STATE);
     }
+    // The process exits now: freeing every entry one by one would only cost time.
+    std::mem::forget(mirror);
     match result {
         Ok(Outcome::RefreshDone) | Ok(Outcome::Stopped) => exit::OK,
         Err(e) => {
@@ -281,11 +283,15 @@ fn dump(args: &DumpArgs) -> i32 {
                     .and_then(|()| out.write_all(b"\n"))
             }
         });
-    match result.and_then(|()| out.flush()) {
+    let code = match result.and_then(|()| out.flush()) {
         Ok(()) => exit::OK,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => exit::OK,
         Err(e) => fail(e, exit::FAILURE),
-    }
+    };
+    drop(entries);
+    // The process exits now: freeing every entry one by one would only cost time.
+    std::mem::forget(mirror);
+    code
 }
 
 fn status(args: &StatusArgs) -> i32 {
@@ -324,5 +330,6 @@ fn status(args: &StatusArgs) -> i32 {
     println!("next seq:     {}", s.next_seq);
     println!("last change:  {last_change}");
     println!("store size:   {} bytes", s.store_bytes);
+    std::mem::forget(mirror);
     exit::OK
 }

@@ -33,10 +33,15 @@ impl Progress {
         }
     }
 
-    /// Counts one entry of the refresh and redraws if it is time.
-    pub fn entry(&mut self, now: Instant, out: &mut impl Write) {
+    /// Counts one entry of the refresh and redraws if it is time; `now` is read only when the line
+    /// is drawn at all.
+    pub fn entry(&mut self, now: impl FnOnce() -> Instant, out: &mut impl Write) {
         self.entries += 1;
-        if !self.enabled || self.last_draw.is_some_and(|t| now - t < REDRAW_EVERY) {
+        if !self.enabled {
+            return;
+        }
+        let now = now();
+        if self.last_draw.is_some_and(|t| now - t < REDRAW_EVERY) {
             return;
         }
         self.last_draw = Some(now);
@@ -86,7 +91,7 @@ mod tests {
         let mut p = Progress::new(false, t0);
         let mut out = Vec::new();
         for i in 0..1000 {
-            p.entry(t0 + Duration::from_millis(i), &mut out);
+            p.entry(|| t0 + Duration::from_millis(i), &mut out);
         }
         assert!(out.is_empty());
         assert_eq!(p.finish(&mut out), 1000);
@@ -99,7 +104,7 @@ mod tests {
         let mut p = Progress::new(true, t0);
         let mut out = Vec::new();
         for i in 0..1000u64 {
-            p.entry(t0 + Duration::from_millis(i), &mut out);
+            p.entry(|| t0 + Duration::from_millis(i), &mut out);
         }
         let text = String::from_utf8(out.clone()).expect("ASCII");
         let draws = text.matches("refreshing:").count();

@@ -42,7 +42,8 @@ impl AttributeList {
             let attr = r.read(TAG_SEQUENCE, "PartialAttribute")?;
             let mut a = r.inside(attr);
             let name = a.read(TAG_OCTET_STRING, "PartialAttribute.type")?;
-            if std::str::from_utf8(a.content(name)).is_err() {
+            let name = a.content(name);
+            if !name.is_ascii() && std::str::from_utf8(name).is_err() {
                 return Err(DecodeError::InvalidUtf8 {
                     what: "PartialAttribute.type",
                 });

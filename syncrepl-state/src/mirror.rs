@@ -541,6 +541,9 @@ pub struct Mirror {
     pending: Vec<EntryUuid>,
     /// entryUUIDs upserted by an interrupted refresh, for the next refresh to confirm.
     suspects: UuidSet,
+    /// Changes were made since `last_change` was stamped: the next commit stamps it (reading the
+    /// clock once a commit rather than once a change).
+    unstamped: bool,
     store: Option<LogStore>,
     store_bytes: u64,
     batch_bytes: u64,
@@ -570,6 +573,7 @@ impl Mirror {
             refresh: None,
             pending: Vec::new(),
             suspects: UuidSet::default(),
+            unstamped: false,
             store: None,
             store_bytes: 0,
             batch_bytes: BATCH_BYTES,
@@ -976,7 +980,7 @@ impl Mirror {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.last_change = now_unix();
+        self.unstamped = true;
         Ok(seq)
     }
 
@@ -1127,6 +1131,9 @@ impl Mirror {
         lazy: bool,
         handler: &mut dyn Handler,
     ) -> Result<(), Error> {
+        if std::mem::take(&mut self.unstamped) {
+            self.last_change = now_unix();
+        }
         let info = CommitInfo {
             next_seq: self.next_seq,
             reserved: self.reserved,
@@ -1241,24 +1248,34 @@ impl Mirror {
             None => Ok(()),
         }
     }
-}
 
-impl Drop for Mirror {
-    /// A clean close: when everything is committed, one more commit says that no number beyond the
-    /// next one was handed out, so that the next run continues without a gap (best effort; without
-    /// it the next run starts above the reservation, as after a crash).
-    fn drop(&mut self) {
+    /// Records a clean close now, which dropping the mirror otherwise does: when everything is
+    /// committed, one more commit says that no number beyond the next one was handed out, so that
+    /// the next run continues without a gap (without it the next run starts above the reservation,
+    /// as after a crash). A program about to exit can then `std::mem::forget` the mirror rather
+    /// than free every entry.
+    pub fn close(&mut self) -> Result<(), Error> {
         if self.poisoned || self.dirty() || self.reserved <= self.next_seq {
-            return;
+            return Ok(());
         }
         let Some(store) = self.store.as_mut() else {
-            return;
+            return Ok(());
         };
         let info = CommitInfo {
             reserved: self.next_seq,
             ..self.committed.clone()
         };
-        if let Err(e) = store.commit(&info) {
+        store.commit(&info)?;
+        self.reserved = self.next_seq;
+        self.committed = info;
+        Ok(())
+    }
+}
+
+impl Drop for Mirror {
+    /// [`Mirror::close`], best effort.
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
             tracing::warn!(error = %e, "could not record the clean close of the state");
         }
     }
