@@ -95,11 +95,13 @@ impl DirSrv {
             std::fs::read_to_string(path).map_err(|e| Error::io(format!("read {path}"), e))
         };
         let r = root.display();
+        let (user, group) = (id("-un")?, id("-gn")?);
         let mut defaults = String::new();
         for line in read("/usr/share/dirsrv/inf/defaults.inf")?.lines() {
             let line = match line.split_once(" = ") {
                 Some(("with_systemd", _)) => "with_systemd = 0".to_owned(),
-                Some(("user" | "group", _)) => line.replace("dirsrv", "root"),
+                Some(("user", _)) => format!("user = {user}"),
+                Some(("group", _)) => format!("group = {group}"),
                 Some(("data_dir", _)) => format!("data_dir = {r}/share"),
                 Some(("tmp_dir", _)) => format!("tmp_dir = {r}/tmp"),
                 Some((key, value))
@@ -137,7 +139,7 @@ impl DirSrv {
                 "[general]\nconfig_version = 2\nfull_machine_name = localhost\nstart = True\n\
                  strict_host_checking = False\nsystemd = False\nselinux = False\n\
                  [slapd]\ninstance_name = {INSTANCE}\nport = {port}\nroot_dn = {ADMIN_DN}\n\
-                 root_password = {ADMIN_PW}\nself_sign_cert = False\nuser = root\ngroup = root\n\
+                 root_password = {ADMIN_PW}\nself_sign_cert = False\nuser = {user}\ngroup = {group}\n\
                  ldapi = {r}/run/slapd-{INSTANCE}.socket\n\
                  [backend-userroot]\nsample_entries = no\nsuffix = {BASE}\ncreate_suffix_entry = True\n",
                 port = self.port
@@ -330,6 +332,22 @@ fn dse_template(template: &str) -> Result<String, Error> {
         Err(Error::Options(
             "this 389-ds-base's dse.ldif template has an unexpected layout".into(),
         ))
+    }
+}
+
+/// The current user's or group's name (`id -un`, `id -gn`): the instance runs as whoever runs the
+/// tests.
+fn id(flag: &str) -> Result<String, Error> {
+    let mut command = Command::new("id");
+    command.arg(flag);
+    let out = crate::tools::run(command, None, TOOL_TIMEOUT)?;
+    match out.stdout.trim() {
+        name if out.success() && !name.is_empty() => Ok(name.to_owned()),
+        _ => Err(Error::Tool {
+            tool: format!("id {flag}"),
+            code: out.code,
+            stderr: out.stderr,
+        }),
     }
 }
 
