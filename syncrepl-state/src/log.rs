@@ -156,8 +156,8 @@ pub trait LogFile: Send {
     fn sync_data(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
-    /// A second handle on the same file, so that written data can be synced on another thread
-    /// while this one goes on writing; `None` where that is not possible.
+    /// A second handle on the same file, so that data can be written or synced on another thread
+    /// while this one goes on; `None` where that is not possible.
     fn sync_handle(&self) -> Option<Box<dyn LogFile>> {
         None
     }
@@ -729,6 +729,11 @@ pub(crate) struct LogStore {
     /// next entries are decoded; the commit waits for it. With the length it makes durable.
     background: Option<(std::thread::JoinHandle<io::Result<()>>, u64)>,
     since_background: u64,
+    /// A write of a full chunk running on another thread, so that copying it into the kernel
+    /// overlaps with decoding the next entries. Anything else that touches the file waits for it
+    /// first; it gives its buffer back for the next chunk.
+    writing: Option<std::thread::JoinHandle<(io::Result<()>, Vec<u8>)>>,
+    spare: Vec<u8>,
     _lock: File,
 }
 
@@ -815,6 +820,8 @@ impl LogStore {
             unsynced_since: None,
             background: None,
             since_background: 0,
+            writing: None,
+            spare: Vec::new(),
             _lock: lock,
         };
         if replayed.had_header {
@@ -856,6 +863,7 @@ impl LogStore {
         &mut self,
         records: &mut dyn Iterator<Item = Record>,
     ) -> Result<(), Error> {
+        self.finish_write()?;
         self.wait_background()?;
         let tmp = self.dir.join(TMP_NAME);
         let path = self.log_path();
@@ -926,14 +934,32 @@ impl LogStore {
         if self.buffer.is_empty() {
             return Ok(());
         }
+        self.finish_write()?;
         let path = self.log_path();
         let Some(file) = self.file.as_mut() else {
             return Err(Error::Poisoned);
         };
-        file.write_all(&self.buffer).map_err(io_err(&path))?;
-        self.file_len += self.buffer.len() as u64;
-        self.since_background += self.buffer.len() as u64;
-        self.buffer.clear();
+        let len = self.buffer.len() as u64;
+        let second = if self.buffer.len() >= WRITE_CHUNK {
+            file.sync_handle()
+        } else {
+            None
+        };
+        match second {
+            Some(mut handle) => {
+                let chunk = std::mem::replace(&mut self.buffer, std::mem::take(&mut self.spare));
+                self.writing = Some(std::thread::spawn(move || {
+                    let result = handle.write_all(&chunk);
+                    (result, chunk)
+                }));
+            }
+            None => {
+                file.write_all(&self.buffer).map_err(io_err(&path))?;
+                self.buffer.clear();
+            }
+        }
+        self.file_len += len;
+        self.since_background += len;
         if self.policy != FsyncPolicy::Os
             && self.since_background >= BACKGROUND_SYNC
             && self
@@ -941,6 +967,8 @@ impl LogStore {
                 .as_ref()
                 .is_none_or(|(b, _)| b.is_finished())
         {
+            // The sync must cover only writes that are done.
+            self.finish_write()?;
             self.wait_background()?;
             if let Some(mut handle) = self.file.as_ref().and_then(|f| f.sync_handle()) {
                 self.since_background = 0;
@@ -949,6 +977,22 @@ impl LogStore {
             }
         }
         Ok(())
+    }
+
+    /// Waits for a write running on another thread; its failure is this store's failure.
+    fn finish_write(&mut self) -> Result<(), Error> {
+        let Some(handle) = self.writing.take() else {
+            return Ok(());
+        };
+        let path = self.log_path();
+        match handle.join() {
+            Ok((result, mut chunk)) => {
+                chunk.clear();
+                self.spare = chunk;
+                result.map_err(io_err(&path))
+            }
+            Err(_) => Err(io_err(&path)(io::Error::other("the write thread panicked"))),
+        }
     }
 
     /// Waits for a background sync; its failure is this store's failure.
@@ -1044,6 +1088,7 @@ impl LogStore {
     /// Syncs whatever was written.
     pub(crate) fn sync(&mut self) -> Result<(), Error> {
         self.write_buffer()?;
+        self.finish_write()?;
         self.wait_background()?;
         let path = self.log_path();
         if let Some(file) = self.file.as_mut() {
@@ -1052,6 +1097,14 @@ impl LogStore {
         self.synced_len = self.file_len;
         self.unsynced_since = None;
         Ok(())
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        // What a write still running carries is not committed; waiting keeps it from outliving
+        // the store (a failure then only means an uncommitted tail, which replay truncates).
+        let _ = self.finish_write();
     }
 }
 

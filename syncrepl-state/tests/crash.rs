@@ -242,6 +242,13 @@ impl LogFile for FaultyFile {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.inner.truncate(len)
     }
+    fn sync_handle(&self) -> Option<Box<dyn LogFile>> {
+        let inner = self.inner.sync_handle()?;
+        Some(Box::new(FaultyFile {
+            inner,
+            faults: self.faults.clone(),
+        }))
+    }
 }
 
 impl LogIo for Faulty {
@@ -328,4 +335,67 @@ fn injected_faults_leave_a_committed_state() {
         }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A large refresh writes its chunks on another thread: a torn write or a full disk there still
+/// fails the mirror, and the state reopens as the last commit.
+#[test]
+fn faults_in_background_writes_surface() {
+    for full in [false, true] {
+        let dir = temp_dir("background");
+        let (_, commits, _) = build(&dir);
+        let committed = commits.last().map(|(_, c)| c.clone()).expect("commits");
+        let faults = Faulty {
+            budget: Arc::new(AtomicU64::new(if full { u64::MAX } else { 3 << 20 })),
+            fail_sync: false,
+            full: false,
+        };
+        let mut m = open_faulty(&dir, faults.clone()).expect("open");
+        m.begin_refresh(&SyncRequest::new(
+            "dc=example,dc=com",
+            SyncMode::RefreshOnly,
+        ))
+        .expect("begin");
+        let big = "y".repeat(2000);
+        let mut failed = None;
+        for i in 0..4000u32 {
+            if full && i == 1000 {
+                // The disk fills while chunks are being written.
+                faults.budget.store(0, Ordering::SeqCst);
+            }
+            let mut uuid = [0u8; 16];
+            uuid[..4].copy_from_slice(&i.to_be_bytes());
+            uuid[4] = 0xee;
+            let event = Event::Entry(SyncEntry {
+                state: SyncState::Add,
+                entry_uuid: EntryUuid(uuid),
+                dn: format!("uid=big{i},dc=example,dc=com"),
+                attributes: AttributeList::build([("description", vec![big.as_bytes()])]),
+                cookie: None,
+            });
+            if let Err(e) = m.apply(event, &mut ()) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let failed = match failed {
+            Some(e) => e,
+            None => m
+                .apply(
+                    Event::RefreshComplete {
+                        phase: RefreshPhase::Delete,
+                        cookie: Some(Cookie::from(b"big".as_slice())),
+                        persist: false,
+                    },
+                    &mut (),
+                )
+                .expect_err("the fault surfaces by the commit"),
+        };
+        assert!(matches!(failed, Error::Io { .. }), "{failed}");
+        drop(m);
+        let reopened = Mirror::open(&dir, spec(), OpenOptions::default()).expect("reopen");
+        assert_eq!(content(&reopened), committed, "full disk: {full}");
+        drop(reopened);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
