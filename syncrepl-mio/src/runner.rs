@@ -178,7 +178,8 @@ fn sync_on<S: SyncSink>(
                     return Ok(Outcome::Stopped);
                 }
                 Event::CancelFailed(result) => {
-                    tracing::warn!(%result, "the server refused Cancel; abandoning the search");
+                    // 389 Directory Server refuses every Cancel: abandoning is the normal way out.
+                    tracing::info!(%result, "the server refused Cancel; abandoning the search");
                     if conn.session().sync_message_id().is_some() {
                         conn.session().abandon()?;
                     }

@@ -7,12 +7,14 @@
 //! point into a temporary directory (no systemd, running as the current user), and a copy of the
 //! `dse.ldif` template that listens on 127.0.0.1 only and has both plugins enabled, with the retro
 //! changelog recording `nsuniqueid:targetUniqueId` (without it incremental refreshes silently
-//! return nothing). `dscreate` then creates and starts the instance (about 8 s); the fixture adds
-//! `ou=people`, a reader account allowed to read everything, and the people, and on drop stops
-//! the server by the PID in its PID file and removes the directory.
+//! return nothing). `dscreate` then creates the instance, starting and stopping it once (about
+//! 4 s); the fixture starts `ns-slapd` itself in the foreground, as its own child (lib389's restart
+//! would cost three more seconds of polling), adds `ou=people`, a reader account allowed to read
+//! everything, and the people, and on drop stops its child and removes the directory.
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::slapd::{Error, BASE};
@@ -36,7 +38,7 @@ pub struct DirSrv {
     root: PathBuf,
     _temp: Option<tempfile::TempDir>,
     port: u16,
-    pid: Option<i32>,
+    server: Option<Child>,
 }
 
 /// Whether 389 Directory Server's installer is on this machine.
@@ -73,7 +75,7 @@ impl DirSrv {
             root,
             _temp: temp,
             port,
-            pid: None,
+            server: None,
         };
         server.write_layout()?;
         server.create()?;
@@ -136,7 +138,7 @@ impl DirSrv {
         write(
             root.join("instance.inf"),
             format!(
-                "[general]\nconfig_version = 2\nfull_machine_name = localhost\nstart = True\n\
+                "[general]\nconfig_version = 2\nfull_machine_name = localhost\nstart = False\n\
                  strict_host_checking = False\nsystemd = False\nselinux = False\n\
                  [slapd]\ninstance_name = {INSTANCE}\nport = {port}\nroot_dn = {ADMIN_DN}\n\
                  root_password = {ADMIN_PW}\nself_sign_cert = False\nuser = {user}\ngroup = {group}\n\
@@ -154,7 +156,6 @@ impl DirSrv {
             .arg(self.root.join("instance.inf"))
             .env("PREFIX", &self.root);
         let out = crate::tools::run(dscreate, None, TOOL_TIMEOUT)?;
-        self.pid = self.read_pid();
         if !out.success() {
             return Err(Error::Start {
                 reason: format!("dscreate exited with code {:?}", out.code),
@@ -162,14 +163,45 @@ impl DirSrv {
                 port_in_use: false,
             });
         }
-        if self.pid.is_none() {
-            return Err(Error::Start {
-                reason: "dscreate left no PID file".into(),
-                log: self.error_log(),
-                port_in_use: false,
-            });
+        self.launch()
+    }
+
+    /// Starts `ns-slapd` in the foreground (`-d 0`) as our child and waits until it accepts
+    /// connections.
+    fn launch(&mut self) -> Result<(), Error> {
+        let root = &self.root;
+        let server = Command::new("/usr/sbin/ns-slapd")
+            .arg("-D")
+            .arg(root.join(format!("etc/dirsrv/slapd-{INSTANCE}")))
+            .arg("-i")
+            .arg(root.join(format!("run/dirsrv/slapd-{INSTANCE}.pid")))
+            .args(["-d", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::io("start ns-slapd", e))?;
+        let server = self.server.insert(server);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            let exited = server
+                .try_wait()
+                .map_err(|e| Error::io("wait for ns-slapd", e))?;
+            if exited.is_some() || Instant::now() >= deadline {
+                return Err(Error::Start {
+                    reason: match exited {
+                        Some(status) => format!("ns-slapd exited: {status}"),
+                        None => "ns-slapd did not listen within 30 s".into(),
+                    },
+                    log: self.error_log(),
+                    port_in_use: false,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 
     fn load(&self, people: usize) -> Result<(), Error> {
@@ -195,11 +227,6 @@ impl DirSrv {
         self.modify(&ldif)
     }
 
-    fn read_pid(&self) -> Option<i32> {
-        let path = self.root.join(format!("run/dirsrv/slapd-{INSTANCE}.pid"));
-        std::fs::read_to_string(path).ok()?.trim().parse().ok()
-    }
-
     /// The end of the server's error log, for failure messages.
     pub fn error_log(&self) -> String {
         let path = self
@@ -221,8 +248,8 @@ impl DirSrv {
     }
 
     /// The server's PID, while it runs.
-    pub fn pid(&self) -> Option<i32> {
-        self.pid
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
     }
 
     fn tool(
@@ -273,20 +300,27 @@ impl DirSrv {
             .map(|out| out.stdout)
     }
 
-    /// Stops the server with SIGTERM and waits up to 30 s for it to exit (SIGKILL then).
+    /// Stops the server (our child) with SIGTERM and waits up to 30 s for it to exit (SIGKILL
+    /// then).
     pub fn stop(&mut self) {
-        let Some(pid) = self.pid.take().and_then(rustix::process::Pid::from_raw) else {
+        let Some(mut server) = self.server.take() else {
             return;
         };
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let pid = i32::try_from(server.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while rustix::process::test_kill_process(pid).is_ok() {
+        while matches!(server.try_wait(), Ok(None)) {
             if Instant::now() >= deadline {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                let _ = server.kill();
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = server.wait();
     }
 }
 
