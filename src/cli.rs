@@ -119,6 +119,11 @@ pub struct WatchArgs {
     /// Start again from an empty mirror if the state directory belongs to another search.
     #[arg(long)]
     pub reset: bool,
+    /// Begin with a full reload: the stored cookie is dropped, the server sends the whole content
+    /// again, and only real differences are printed. Worth running now and then against servers
+    /// that do not report every entry leaving the search (389 Directory Server).
+    #[arg(long)]
+    pub reload: bool,
     /// Seconds to wait for a TCP connection.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,

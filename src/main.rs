@@ -216,6 +216,11 @@ fn watch(args: &WatchArgs) -> i32 {
         },
         None => Mirror::in_memory(spec),
     };
+    if args.reload {
+        if let Err(e) = mirror.refresh_required(&mut ()) {
+            return fail(e, exit::STATE);
+        }
+    }
     let stop = StopHandle::new();
     if let Err(e) = install_signals(&stop) {
         return fail(format!("cannot handle signals: {e}"), exit::FAILURE);

@@ -209,5 +209,44 @@ fn syncrepl_mirrors_389_directory_server() {
     assert!(!mirrored.contains("uid=user00070,"));
     assert_dump_equals_ldapsearch(&ds, &state);
 
+    // An entry that stops matching the filter: whether or not 389 reports it, `--reload` brings
+    // the mirror back to exactly what the search sees, printing only the differences.
+    let filtered = Client {
+        url: format!(
+            "{}/{BASE}??sub?(&{FILTER}(!(description=retired)))",
+            ds.ldap_url()
+        ),
+        password_file: client.password_file.clone(),
+    };
+    let narrow = work.join("narrow");
+    filtered.refresh(&narrow);
+    ds.modify(&format!(
+        "dn: uid=user00080,ou=people,{BASE}\nchangetype: modify\nreplace: description\ndescription: retired\n"
+    ))
+    .expect("retire");
+    filtered.refresh(&narrow);
+    let reloaded = refresh_only(
+        &filtered.url,
+        &[&filtered.args()[..], &["--reload"]].concat(),
+        &narrow,
+    );
+    let reloaded = String::from_utf8(reloaded.stdout).expect("UTF-8");
+    let records: Vec<&str> = reloaded
+        .lines()
+        .filter(|l| l.starts_with("changetype:"))
+        .collect();
+    assert!(
+        records.is_empty()
+            || (records == ["changetype: delete"]
+                && reloaded.contains(&format!("dn: uid=user00080,ou=people,{BASE}"))),
+        "a reload prints only differences: {reloaded}"
+    );
+    let ours = sorted_records(&dump(&narrow));
+    let theirs = sorted_records(
+        &ds.search(BASE, &format!("(&{FILTER}(!(description=retired)))"), &[])
+            .expect("ldapsearch"),
+    );
+    assert_eq!(ours, theirs);
+
     std::fs::remove_dir_all(&work).ok();
 }
