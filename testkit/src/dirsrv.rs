@@ -264,16 +264,7 @@ impl DirSrv {
         cmd.args(["-x", "-H", &self.ldap_url(), "-D", dn, "-w", password])
             .args(args)
             .env("LDAPNOINIT", "1");
-        let out = crate::tools::run(cmd, input.map(str::as_bytes), TOOL_TIMEOUT)?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(Error::Tool {
-                tool: format!("{tool} {}", args.join(" ")),
-                code: out.code,
-                stderr: out.stderr,
-            })
-        }
+        crate::tools::run(cmd, input.map(str::as_bytes), TOOL_TIMEOUT)?.checked(tool, args)
     }
 
     /// Applies LDIF change records as the Directory Manager with `ldapmodify`, stopping at the

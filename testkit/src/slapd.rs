@@ -975,16 +975,8 @@ impl Slapd {
 
     /// [`Slapd::ldap_tool`] as the admin over ldapi, turning a failed run into [`Error::Tool`].
     fn admin_tool(&self, tool: &str, args: &[&str], input: Option<&str>) -> Result<Output, Error> {
-        let out = self.ldap_tool(tool, Transport::Ldapi, Bind::Admin, args, input)?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(Error::Tool {
-                tool: format!("{tool} {}", args.join(" ")),
-                code: out.code,
-                stderr: out.stderr,
-            })
-        }
+        self.ldap_tool(tool, Transport::Ldapi, Bind::Admin, args, input)?
+            .checked(tool, args)
     }
 
     /// Applies LDIF change records (`changetype: add|modify|delete|modrdn`) as the admin with
@@ -1130,16 +1122,9 @@ impl Slapd {
             filter,
         ];
         args.extend_from_slice(attrs);
-        let out = self.ldap_tool("ldapsearch", transport, bind, &args, None)?;
-        if out.success() {
-            Ok(out.stdout)
-        } else {
-            Err(Error::Tool {
-                tool: format!("ldapsearch {}", args.join(" ")),
-                code: out.code,
-                stderr: out.stderr,
-            })
-        }
+        self.ldap_tool("ldapsearch", transport, bind, &args, None)?
+            .checked("ldapsearch", &args)
+            .map(|out| out.stdout)
     }
 
     /// `ldapsearch -LLL` output as the admin (over ldapi), subtree, without line wrapping.
@@ -1192,16 +1177,9 @@ impl Slapd {
 
     /// The identity `ldapwhoami` reports for this transport and bind, like `dn:cn=reader,…`.
     pub fn whoami(&self, transport: Transport, bind: Bind<'_>) -> Result<String, Error> {
-        let out = self.ldap_tool("ldapwhoami", transport, bind, &[], None)?;
-        if out.success() {
-            Ok(out.stdout.trim().to_owned())
-        } else {
-            Err(Error::Tool {
-                tool: "ldapwhoami".into(),
-                code: out.code,
-                stderr: out.stderr,
-            })
-        }
+        self.ldap_tool("ldapwhoami", transport, bind, &[], None)?
+            .checked("ldapwhoami", &[])
+            .map(|out| out.stdout.trim().to_owned())
     }
 }
 

@@ -25,6 +25,19 @@ impl Output {
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }
+
+    /// `Ok(self)` if the tool exited with code 0, else [`Error::Tool`] naming `tool` and `args`.
+    pub(crate) fn checked(self, tool: &str, args: &[&str]) -> Result<Output, Error> {
+        if self.success() {
+            Ok(self)
+        } else {
+            Err(Error::Tool {
+                tool: format!("{tool} {}", args.join(" ")).trim_end().to_owned(),
+                code: self.code,
+                stderr: self.stderr,
+            })
+        }
+    }
 }
 
 fn reader(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
