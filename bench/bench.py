@@ -26,9 +26,9 @@ FILTER = "(objectClass=inetOrgPerson)"
 class Server:
     """A slapd started by the testkit's `slapd` example; it stops when its stdin closes."""
 
-    def __init__(self, launcher, people, sessionlog):
+    def __init__(self, launcher, people, sessionlog, extra=()):
         self.proc = subprocess.Popen(
-            [launcher, "--people", str(people), "--sessionlog", str(sessionlog)],
+            [launcher, "--people", str(people), "--sessionlog", str(sessionlog), *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -58,6 +58,26 @@ class Server:
 
     def sync_url(self, filterstr=FILTER):
         return f"{self.url}/{self.base}??sub?{filterstr}"
+
+    def context_csn(self):
+        """The suffix's contextCSN values, or None while the suffix does not exist."""
+        out = subprocess.run(
+            ["ldapsearch", "-LLL"] + self.admin() + ["-b", self.base, "-s", "base", "contextCSN"],
+            capture_output=True,
+            text=True,
+        )
+        values = sorted(l for l in out.stdout.splitlines() if l.startswith("contextCSN:"))
+        return values or None
+
+    def usage(self):
+        """CPU seconds and peak RSS (KiB) of the slapd process, from /proc."""
+        pid = int(self.info["pid"])
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/status") as f:
+            hwm = next(l for l in f if l.startswith("VmHWM:"))
+        return cpu, int(hwm.split()[1])
 
 
 class Measure:
@@ -226,9 +246,41 @@ class Bench:
             self.row(scenario, "python-ldap SyncreplConsumer", [measured(argv, env=self.env) for _ in range(py_runs)], ref)
         else:
             self.notes.append("python-ldap: not measured")
+        if not self.args.no_replica:
+            self.row(scenario, "OpenLDAP replica (slapd syncrepl)", [self.replica(server)], ref)
         self.wire = wire
         reopen = [measured([self.syncrepl, "status", "--state", self.state]) for _ in range(runs)]
         self.row(f"reopen state N={n}", "syncrepl status", reopen)
+
+    def replica(self, server):
+        """OpenLDAP's own consumer: an empty slapd replicating `server`, timed from its start
+        until its contextCSN equals the provider's; CPU and peak RSS are the replica slapd's."""
+        target = server.context_csn()
+        start = time.perf_counter()
+        replica = Server(
+            self.args.launcher,
+            0,
+            self.args.sessionlog,
+            [
+                "--replica-of",
+                server.url,
+                "--replica-bind",
+                server.info["reader_dn"],
+                "--replica-password",
+                server.info["reader_pw"],
+            ],
+        )
+        try:
+            deadline = start + 1200
+            while replica.context_csn() != target:
+                if time.perf_counter() > deadline:
+                    raise SystemExit("the OpenLDAP replica did not catch up within 20 minutes")
+                time.sleep(0.02)
+            wall = time.perf_counter() - start
+            cpu, rss_kib = replica.usage()
+        finally:
+            replica.stop()
+        return Measure(wall, cpu, rss_kib, 0, "")
 
     def cookie(self, state):
         out = subprocess.run(
@@ -401,6 +453,7 @@ def main():
     parser.add_argument("--python", help="the virtualenv's python, with python-ldap")
     parser.add_argument("--all-python-runs", action="store_true")
     parser.add_argument("--no-python", action="store_true", help="leave python-ldap out")
+    parser.add_argument("--no-replica", action="store_true", help="leave the OpenLDAP replica out")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     bench = Bench(args)

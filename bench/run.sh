@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Benchmarks syncrepl against ldapsearch and python-ldap on throwaway slapd servers.
+# Benchmarks syncrepl against ldapsearch, python-ldap and an OpenLDAP replica on throwaway slapd
+# servers.
 #   bench/run.sh                 N = 10,000 and 100,000, three runs each
 #   bench/run.sh 1000000         a longer run
 #   bench/run.sh --smoke         N = 1,000, one run, small change counts (what CI runs)
 # Other options go to bench/bench.py (--runs, --sessionlog, --latency-changes, --no-python,
-# --json FILE).
+# --no-replica, --json FILE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/sbin:$PATH"

@@ -24,4 +24,4 @@ pub mod proxy;
 pub mod slapd;
 mod tools;
 
-pub use slapd::{Bind, Error, Options, Output, Scope, Slapd, Transport};
+pub use slapd::{Bind, Error, Options, Output, ReplicaOf, Scope, Slapd, Transport};

@@ -154,6 +154,20 @@ pub struct Options {
     pub start_timeout: Duration,
     /// How long one LDAP tool run by a helper may take. Default 120 s.
     pub tool_timeout: Duration,
+    /// Makes the server an OpenLDAP replica of another one: its database starts empty (nothing is
+    /// loaded) and slapd's own syncrepl consumer fills it. `None` (the default) for a provider.
+    pub replica_of: Option<ReplicaOf>,
+}
+
+/// Where a replica ([`Options::replica_of`]) replicates from, with a simple bind.
+#[derive(Debug, Clone)]
+pub struct ReplicaOf {
+    /// The provider's URL, e.g. `ldap://127.0.0.1:PORT`.
+    pub provider: String,
+    /// The DN the consumer binds as.
+    pub bind_dn: String,
+    /// Its password (written to the replica's configuration, as slapd needs it).
+    pub password: String,
 }
 
 impl Default for Options {
@@ -172,6 +186,7 @@ impl Default for Options {
             loglevel: "none".into(),
             start_timeout: Duration::from_secs(30),
             tool_timeout: Duration::from_secs(120),
+            replica_of: None,
         }
     }
 }
@@ -241,6 +256,11 @@ impl Options {
     /// Sets [`Options::tool_timeout`].
     pub fn tool_timeout(mut self, timeout: Duration) -> Self {
         self.tool_timeout = timeout;
+        self
+    }
+    /// Sets [`Options::replica_of`].
+    pub fn replica_of(mut self, provider: ReplicaOf) -> Self {
+        self.replica_of = Some(provider);
         self
     }
 
@@ -324,6 +344,14 @@ impl Options {
                 self.suffix
             )));
         }
+        if let Some(r) = &self.replica_of {
+            let plain = |v: &str| !v.is_empty() && !v.contains(['"', '\n', '\\', ' ']);
+            if !plain(&r.provider) || r.bind_dn.contains(['"', '\n']) || !plain(&r.password) {
+                return Err(Error::Options(
+                    "the replica's provider, bind DN or password has characters this fixture does not quote".into(),
+                ));
+            }
+        }
         if self.suffix.contains(['"', '\n', '\\']) {
             return Err(Error::Options(format!(
                 "the suffix {:?} has characters this fixture does not quote",
@@ -393,6 +421,15 @@ impl Options {
              by anonymous auth\n    by * none\n\
              access to *\n    by dn.exact=\"{reader}\" read\n    by users read\n    by anonymous {anonymous}"
         );
+        if let Some(r) = &self.replica_of {
+            let _ = writeln!(
+                c,
+                "syncrepl rid=001 provider={} type=refreshAndPersist retry=\"1 +\"\n  \
+                 searchbase=\"{suffix}\" scope=sub schemachecking=off\n  \
+                 bindmethod=simple binddn=\"{}\" credentials={}",
+                r.provider, r.bind_dn, r.password
+            );
+        }
         if self.syncprov {
             let _ = writeln!(
                 c,
@@ -473,6 +510,35 @@ pub struct Slapd {
     child: Option<Child>,
     port: u16,
     tls_port: Option<u16>,
+}
+
+/// Writes the data's LDIF to `data` and bulk-loads it with `slapadd -q -w` (which also writes
+/// the contextCSN).
+fn load(options: &Options, conf: &Path, data: &Path) -> Result<(), Error> {
+    let written = File::create(data).and_then(|f| {
+        let mut out = BufWriter::with_capacity(1 << 20, f);
+        options.write_ldif(&mut out)?;
+        out.flush()
+    });
+    written.map_err(|e| Error::io(format!("write {}", data.display()), e))?;
+    let mut slapadd = Command::new(sbin("slapadd"));
+    slapadd
+        .args(["-q", "-w", "-f"])
+        .arg(conf)
+        .arg("-l")
+        .arg(data);
+    // Loading takes about 30 µs an entry here; allow far more.
+    let budget = Duration::from_secs(60) + Duration::from_millis(2) * (options.people as u32);
+    let out = crate::tools::run(slapadd, None, budget)?;
+    if !out.success() {
+        return Err(Error::Load {
+            code: out.code,
+            output: format!("{}{}", out.stdout, out.stderr),
+        });
+    }
+    // The data is in the database now; its LDIF is only a cost on disk.
+    let _ = std::fs::remove_file(data);
+    Ok(())
 }
 
 /// A free port on 127.0.0.1 now; `avoid` are ports already chosen.
@@ -588,29 +654,9 @@ impl Slapd {
         std::fs::write(&conf, options.slapd_conf(&dir))
             .map_err(|e| Error::io(format!("write {}", conf.display()), e))?;
         let data = dir.join("data.ldif");
-        let written = File::create(&data).and_then(|f| {
-            let mut out = BufWriter::with_capacity(1 << 20, f);
-            options.write_ldif(&mut out)?;
-            out.flush()
-        });
-        written.map_err(|e| Error::io(format!("write {}", data.display()), e))?;
-        let mut slapadd = Command::new(sbin("slapadd"));
-        slapadd
-            .args(["-q", "-w", "-f"])
-            .arg(&conf)
-            .arg("-l")
-            .arg(&data);
-        // Loading takes about 30 µs an entry here; allow far more.
-        let budget = Duration::from_secs(60) + Duration::from_millis(2) * (options.people as u32);
-        let out = crate::tools::run(slapadd, None, budget)?;
-        if !out.success() {
-            return Err(Error::Load {
-                code: out.code,
-                output: format!("{}{}", out.stdout, out.stderr),
-            });
+        if options.replica_of.is_none() {
+            load(&options, &conf, &data)?;
         }
-        // The data is in the database now; its LDIF is only a cost on disk.
-        let _ = std::fs::remove_file(&data);
         let mut slapd = Slapd {
             port: 0,
             tls_port: None,
@@ -1169,7 +1215,16 @@ impl Slapd {
     /// When the search fails.
     pub fn context_csn(&self) -> Option<String> {
         let suffix = self.options.suffix.clone();
-        let text = self.search_scope(&suffix, Scope::Base, "(objectClass=*)", &["contextCSN"]);
+        let text = self
+            .ldapsearch(
+                Transport::Ldapi,
+                Bind::Admin,
+                &suffix,
+                Scope::Base,
+                "(objectClass=*)",
+                &["contextCSN"],
+            )
+            .ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix("contextCSN: "))
             .map(str::to_owned)

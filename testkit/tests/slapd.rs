@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use syncrepl_testkit::slapd::{
-    person_dn, person_password, Bind, Error, Scope, Slapd, Transport, ADMIN_DN, ADMIN_PW, BASE,
-    READER_DN, READER_PW,
+    person_dn, person_password, Bind, Error, ReplicaOf, Scope, Slapd, Transport, ADMIN_DN,
+    ADMIN_PW, BASE, READER_DN, READER_PW,
 };
 
 /// The DNs in `ldapsearch -LLL` output.
@@ -598,4 +598,24 @@ fn a_persistent_search_survives_a_crash_by_reconnecting() {
     wait_line(&rx, "sn: AfterCrash");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn a_replica_catches_up_with_its_provider() {
+    let provider = Slapd::builder().people(200).start().expect("provider");
+    let replica = Slapd::builder()
+        .replica_of(ReplicaOf {
+            provider: provider.ldap_url(),
+            bind_dn: READER_DN.into(),
+            password: READER_PW.into(),
+        })
+        .start()
+        .expect("replica");
+    let all = |s: &Slapd| s.search(BASE, "(objectClass=*)", &["*", "entryUUID"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replica.context_csn().is_none() || replica.context_csn() != provider.context_csn() {
+        assert!(Instant::now() < deadline, "the replica did not catch up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(all(&replica), all(&provider));
 }
