@@ -129,8 +129,8 @@ impl DnBucket {
 #[derive(Debug, Default)]
 pub struct Entries {
     by_uuid: UuidMap<Slot>,
-    /// entryUUIDs by the hash of their normalized DN (see [`NormalizedDn`](crate::NormalizedDn)): eight bytes an entry
-    /// instead of a second copy of its DN; a lookup checks the DNs it finds.
+    /// entryUUIDs by the hash of their normalized DN (see [`NormalizedDn`](crate::NormalizedDn)):
+    /// eight bytes an entry instead of a second copy of its DN; a lookup checks the DNs it finds.
     by_dn: HashMap<u64, DnBucket, BuildHasherDefault<UuidHasher>>,
     dn_hasher: foldhash::fast::RandomState,
     live_bytes: u64,
@@ -343,7 +343,7 @@ fn is_389_cookie(cookie: &Cookie) -> bool {
     let mut parts = text.split('#');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(server), Some(_search), Some(number), None) => {
-            server.contains(':') && !number.is_empty() && number.parse::<i64>().is_ok()
+            server.contains(':') && number.parse::<i64>().is_ok()
         }
         _ => false,
     }
