@@ -83,8 +83,8 @@ class Server:
 class Measure:
     """Wall time, CPU and peak RSS of one child process."""
 
-    def __init__(self, wall, cpu, rss_kib, code, stderr):
-        self.wall, self.cpu, self.rss_kib, self.code, self.stderr = wall, cpu, rss_kib, code, stderr
+    def __init__(self, wall, cpu, rss_kib):
+        self.wall, self.cpu, self.rss_kib = wall, cpu, rss_kib
 
 
 def measured(argv, env=None, stdout=subprocess.DEVNULL):
@@ -103,7 +103,7 @@ def measured(argv, env=None, stdout=subprocess.DEVNULL):
         rss_kib = int(open(rss.name).read().split()[-1])
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {text.strip()}")
-    return Measure(wall, usage.ru_utime + usage.ru_stime, rss_kib, proc.returncode, text)
+    return Measure(wall, usage.ru_utime + usage.ru_stime, rss_kib)
 
 
 def median(values):
@@ -280,7 +280,7 @@ class Bench:
             cpu, rss_kib = replica.usage()
         finally:
             replica.stop()
-        return Measure(wall, cpu, rss_kib, 0, "")
+        return Measure(wall, cpu, rss_kib)
 
     def cookie(self, state):
         out = subprocess.run(

@@ -276,17 +276,7 @@ impl DirSrv {
 
     /// `ldapsearch -LLL` of the subtree `base` as the reader: the LDIF it prints.
     pub fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<String, Error> {
-        let mut args = vec![
-            "-LLL",
-            "-o",
-            "ldif-wrap=no",
-            "-b",
-            base,
-            "-s",
-            "sub",
-            filter,
-        ];
-        args.extend_from_slice(attrs);
+        let args = crate::tools::ldapsearch_args(base, "sub", filter, attrs);
         self.tool("ldapsearch", READER_DN, READER_PW, &args, None)
             .map(|out| out.stdout)
     }

@@ -1157,17 +1157,7 @@ impl Slapd {
         filter: &str,
         attrs: &[&str],
     ) -> Result<String, Error> {
-        let mut args = vec![
-            "-LLL",
-            "-o",
-            "ldif-wrap=no",
-            "-b",
-            base,
-            "-s",
-            scope.arg(),
-            filter,
-        ];
-        args.extend_from_slice(attrs);
+        let args = crate::tools::ldapsearch_args(base, scope.arg(), filter, attrs);
         self.ldap_tool("ldapsearch", transport, bind, &args, None)?
             .checked("ldapsearch", &args)
             .map(|out| out.stdout)

@@ -49,6 +49,28 @@ fn reader(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     })
 }
 
+/// The arguments of an `ldapsearch -LLL` of `base` with `scope` (`base`, `one`, `sub`), unwrapped
+/// lines, `filter` and `attrs`, as both fixtures' helpers run it.
+pub(crate) fn ldapsearch_args<'a>(
+    base: &'a str,
+    scope: &'a str,
+    filter: &'a str,
+    attrs: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "-LLL",
+        "-o",
+        "ldif-wrap=no",
+        "-b",
+        base,
+        "-s",
+        scope,
+        filter,
+    ];
+    args.extend_from_slice(attrs);
+    args
+}
+
 /// Runs `command` with `input` on its standard input and waits at most `timeout` for it.
 pub(crate) fn run(
     mut command: Command,

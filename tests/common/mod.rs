@@ -22,35 +22,32 @@ pub(crate) fn temp_state(name: &str) -> PathBuf {
     dir
 }
 
-/// `syncrepl watch URL --state STATE --refresh-only --format ldif EXTRA…`, which must succeed.
-pub(crate) fn refresh_only(url: &str, extra: &[&str], state: &Path) -> Output {
-    let out = syncrepl()
-        .args(["watch", url, "--state"])
-        .arg(state)
-        .args(["--refresh-only", "--format", "ldif"])
-        .args(extra)
-        .output()
-        .expect("run syncrepl");
+/// Runs `command` (a `syncrepl` subcommand named `what`), which must succeed.
+fn succeed(command: &mut Command, what: &str) -> Output {
+    let out = command.output().expect("run syncrepl");
     assert!(
         out.status.success(),
-        "watch failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
 }
 
+/// `syncrepl watch URL --state STATE --refresh-only --format ldif EXTRA…`, which must succeed.
+pub(crate) fn refresh_only(url: &str, extra: &[&str], state: &Path) -> Output {
+    succeed(
+        syncrepl()
+            .args(["watch", url, "--state"])
+            .arg(state)
+            .args(["--refresh-only", "--format", "ldif"])
+            .args(extra),
+        "watch",
+    )
+}
+
 /// `syncrepl dump --state STATE`, which must succeed.
 pub(crate) fn dump(state: &Path) -> String {
-    let out = syncrepl()
-        .args(["dump", "--state"])
-        .arg(state)
-        .output()
-        .expect("dump");
-    assert!(
-        out.status.success(),
-        "dump failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(syncrepl().args(["dump", "--state"]).arg(state), "dump");
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
