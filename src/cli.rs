@@ -73,6 +73,10 @@ pub struct WatchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Append the changes to FILE instead of writing them to stdout; it is synced before each
+    /// commit as `--fsync` says, so that a change counts as delivered only once it is on disk.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// One refresh, then exit, instead of listening for changes.
     #[arg(long)]
     pub refresh_only: bool,

@@ -1,7 +1,9 @@
 //! The exit codes of the `syncrepl` command, one per kind of failure, so scripts can react.
 
-use syncrepl_mio::Error;
+use syncrepl_mio::Error as RuntimeError;
 use syncrepl_proto::ResultCode;
+
+use crate::Error;
 
 /// Everything went well (including a clean stop on SIGINT or SIGTERM).
 pub const OK: i32 = 0;
@@ -19,13 +21,28 @@ pub const PROTOCOL: i32 = 5;
 pub const REFRESH_REQUIRED: i32 = 6;
 /// The search failed: no such base, insufficient access, or no sync provider on the server.
 pub const SEARCH: i32 = 7;
-/// The state directory is locked, belongs to another search, or is damaged.
+/// The state directory is locked, belongs to another search, is damaged, or could not be
+/// written (disk full, failed fsync).
 pub const STATE: i32 = 8;
+/// The consumer of the changes failed: stdout or `--output` could not be written (a reader that
+/// went away, a full disk). Nothing past the last change written was committed; the next run
+/// writes again from there.
+pub const CONSUMER: i32 = 9;
 /// A second SIGINT: exited at once (the state is still consistent).
 pub const INTERRUPTED: i32 = 130;
 
-/// The exit code for a runtime error.
+/// The exit code for an error of a run.
 pub fn code(error: &Error) -> i32 {
+    match error {
+        Error::Runtime(e) => runtime_code(e),
+        Error::State(_) => STATE,
+        Error::Consumer { .. } => CONSUMER,
+    }
+}
+
+/// The exit code for an error of the runtime.
+pub fn runtime_code(error: &RuntimeError) -> i32 {
+    use RuntimeError as Error;
     match error {
         Error::Url(_) | Error::Config(_) => USAGE,
         Error::Resolve { .. }
@@ -45,13 +62,21 @@ pub fn code(error: &Error) -> i32 {
         Error::RefreshRequired => REFRESH_REQUIRED,
         Error::Protocol(syncrepl_proto::Error::Timeout { .. }) => CONNECTION,
         Error::Protocol(_) => PROTOCOL,
-        Error::Consumer(_) => STATE,
+        Error::Sink(_) => STATE,
         _ => FAILURE,
     }
 }
 
 /// A hint that names the likely fix, printed after the error.
 pub fn hint(error: &Error) -> Option<&'static str> {
+    let error = match error {
+        crate::Error::Runtime(e) => e,
+        crate::Error::Consumer { .. } => {
+            return Some("the changes not written are written again by the next run")
+        }
+        _ => return None,
+    };
+    use RuntimeError as Error;
     Some(match error {
         Error::Bind { result, .. } if result.code == ResultCode::INVALID_CREDENTIALS => {
             "check the bind DN and the password file or variable"
@@ -78,6 +103,7 @@ pub fn hint(error: &Error) -> Option<&'static str> {
 mod tests {
     use super::*;
     use syncrepl_proto::LdapResult;
+    use RuntimeError as Error;
 
     fn result(code: ResultCode) -> LdapResult {
         LdapResult {
@@ -94,19 +120,26 @@ mod tests {
             dn: "cn=reader,dc=example,dc=com".into(),
             result: result(ResultCode::INVALID_CREDENTIALS),
         };
-        assert_eq!(code(&bind), AUTHENTICATION);
+        assert_eq!(runtime_code(&bind), AUTHENTICATION);
         assert_eq!(
             bind.to_string(),
             "invalidCredentials (49) binding as cn=reader,dc=example,dc=com"
         );
+        let bind = crate::Error::Runtime(bind);
         assert!(hint(&bind).is_some());
+        assert_eq!(code(&bind), AUTHENTICATION);
         let no_sync = Error::NoSyncProvider(result(ResultCode::UNAVAILABLE_CRITICAL_EXTENSION));
-        assert_eq!(code(&no_sync), SEARCH);
+        assert_eq!(runtime_code(&no_sync), SEARCH);
         assert!(no_sync
             .to_string()
             .starts_with("server does not support LDAP Content Synchronization (no syncprov?)"));
-        assert_eq!(code(&Error::RefreshRequired), REFRESH_REQUIRED);
-        assert_eq!(code(&Error::ConnectionClosed), CONNECTION);
+        assert_eq!(runtime_code(&Error::RefreshRequired), REFRESH_REQUIRED);
+        assert_eq!(runtime_code(&Error::ConnectionClosed), CONNECTION);
+        let consumer = crate::Error::Consumer {
+            seq: Some(3),
+            source: "closed".into(),
+        };
+        assert_eq!(code(&consumer), CONSUMER);
         let codes = [
             OK,
             FAILURE,
@@ -117,6 +150,7 @@ mod tests {
             REFRESH_REQUIRED,
             SEARCH,
             STATE,
+            CONSUMER,
             INTERRUPTED,
         ];
         let mut sorted = codes.to_vec();

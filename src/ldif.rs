@@ -51,7 +51,7 @@ fn needs_base64(attribute: &str, value: &[u8]) -> bool {
 }
 
 /// Writes `name: value` (or `name:: base64`), folded at `wrap` columns (0: no folding).
-pub fn write_line(out: &mut impl Write, name: &str, value: &[u8], wrap: usize) -> io::Result<()> {
+pub fn write_line(out: &mut (impl Write + ?Sized), name: &str, value: &[u8], wrap: usize) -> io::Result<()> {
     let mut line = Vec::with_capacity(name.len() + value.len() + 4);
     line.extend_from_slice(name.as_bytes());
     if needs_base64(name, value) {
@@ -68,7 +68,7 @@ pub fn write_line(out: &mut impl Write, name: &str, value: &[u8], wrap: usize) -
     write_folded(out, &line, wrap)
 }
 
-fn write_folded(out: &mut impl Write, line: &[u8], wrap: usize) -> io::Result<()> {
+fn write_folded(out: &mut (impl Write + ?Sized), line: &[u8], wrap: usize) -> io::Result<()> {
     if wrap < 2 || line.len() <= wrap {
         out.write_all(line)?;
         return out.write_all(b"\n");
@@ -88,7 +88,7 @@ fn write_folded(out: &mut impl Write, line: &[u8], wrap: usize) -> io::Result<()
 
 /// Writes an entry as an LDIF content record followed by a blank line.
 pub fn write_entry(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     dn: &str,
     attributes: &AttributeList,
     wrap: usize,
@@ -98,7 +98,7 @@ pub fn write_entry(
 
 /// Writes a `changetype: add` record.
 pub fn write_add(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     dn: &str,
     attributes: &AttributeList,
     wrap: usize,
@@ -108,7 +108,7 @@ pub fn write_add(
 
 /// The DN, an optional changetype line, every value, and the blank line that ends a record.
 fn write_record(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     dn: &str,
     changetype: Option<&str>,
     attributes: &AttributeList,
@@ -127,14 +127,14 @@ fn write_record(
 }
 
 /// Writes a `changetype: delete` record.
-pub fn write_delete(out: &mut impl Write, dn: &str, wrap: usize) -> io::Result<()> {
+pub fn write_delete(out: &mut (impl Write + ?Sized), dn: &str, wrap: usize) -> io::Result<()> {
     write_line(out, "dn", dn.as_bytes(), wrap)?;
     out.write_all(b"changetype: delete\n\n")
 }
 
 /// Writes a `changetype: modify` record; nothing when there are no modifications.
 pub fn write_modify(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     dn: &str,
     modifications: &[Modification],
     wrap: usize,
@@ -164,7 +164,7 @@ pub fn write_modify(
 /// `deleteoldrdn: 1` is written when the old RDN's values are gone from the entry, which is what
 /// happened on the server; `newsuperior` when the parent changed.
 pub fn write_modrdn(
-    out: &mut impl Write,
+    out: &mut (impl Write + ?Sized),
     old_dn: &str,
     new_dn: &str,
     delete_old_rdn: bool,

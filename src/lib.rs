@@ -1,8 +1,9 @@
-//! syncrepl: keep a live local copy of an LDAP directory with RFC 4533 Content Synchronization.
+//! syncrepl: keep a live local copy of an LDAP directory with RFC 4533 Content Synchronization,
+//! and hand every change to a consumer that acknowledges it.
 //!
-//! This facade re-exports the three layers — the sans-IO protocol core ([`proto`]), the mirror
-//! ([`state`]) and the blocking runtime ([`mio`]) — and holds the output formats of the
-//! `syncrepl` command.
+//! This facade joins the three layers — the sans-IO protocol core ([`proto`]), the mirror and its
+//! change stream ([`state`]) and the blocking runtime ([`mio`]) — in one sync loop ([`run`], or
+//! [`changes`] to pull), and holds the output formats of the `syncrepl` command.
 #![forbid(unsafe_code)]
 #![doc = include_str!("../README.md")]
 
@@ -11,7 +12,15 @@ pub use syncrepl_proto as proto;
 pub use syncrepl_state as state;
 
 pub mod cli;
+mod error;
 pub mod exit;
 pub mod ldif;
 pub mod output;
 pub mod progress;
+mod pull;
+mod sync;
+
+pub use error::Error;
+pub use pull::{changes, Changes, IteratorDropped, Item};
+pub use sync::run;
+pub use syncrepl_state::{Change, ChangeKind, Consumer, ConsumerError, FnConsumer};

@@ -1,5 +1,6 @@
 //! The `syncrepl` command: mirror an LDAP search into a state directory and print its changes.
 
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,12 +10,12 @@ use clap::Parser;
 use syncrepl::cli::{Cli, Command, DumpArgs, DumpFormat, Format, Fsync, StatusArgs, WatchArgs};
 use syncrepl::exit;
 use syncrepl::ldif::{self, LDIF_WRAP};
-use syncrepl::output::{self, Change, ChangeKind};
+use syncrepl::output;
 use syncrepl::progress::Progress;
-use syncrepl_mio::{run, MirrorSink, Outcome, StopHandle};
-use syncrepl_proto::{Cookie, EntryUuid};
+use syncrepl_mio::{Outcome, StopHandle};
+use syncrepl_proto::EntryUuid;
 use syncrepl_state::{
-    AttributeChange, Entries, Entry, FsyncPolicy, Handler, Mirror, OpenOptions, SearchSpec,
+    Change, Consumer, ConsumerError, Entries, Entry, FsyncPolicy, Mirror, OpenOptions, SearchSpec,
 };
 
 fn main() -> ExitCode {
@@ -39,121 +40,86 @@ fn fail(message: impl std::fmt::Display, code: i32) -> i32 {
     code
 }
 
-/// Prints changes as they happen, in the chosen format.
+/// Where `watch` writes: stdout, or a file synced as the fsync policy says.
+enum Sink {
+    Stdout(BufWriter<io::Stdout>),
+    File {
+        out: BufWriter<File>,
+        fsync: FsyncPolicy,
+        synced: Instant,
+    },
+}
+
+/// Writes the changes in the chosen format; a change counts as taken once it is flushed (and,
+/// for `--output`, synced when the policy says so).
 struct Printer {
     format: Format,
-    out: BufWriter<io::Stdout>,
+    sink: Sink,
     progress: Progress,
     refreshed: bool,
-    /// The RDN attributes of the rename just printed, left out of the modify that may follow.
-    renamed: Option<(EntryUuid, Vec<String>)>,
     changes: u64,
-    broken_pipe: bool,
 }
 
 impl Printer {
-    fn print(&mut self, change: &Change<'_>) {
-        if self.broken_pipe {
-            return;
-        }
-        self.changes += 1;
-        let written = output::write_change(&mut self.out, self.format, change);
-        let flushed = if self.refreshed {
-            written.and_then(|()| self.out.flush())
-        } else {
-            written
-        };
-        if flushed.is_err() {
-            self.broken_pipe = true;
+    fn out(&mut self) -> &mut dyn Write {
+        match &mut self.sink {
+            Sink::Stdout(out) => out,
+            Sink::File { out, .. } => out,
         }
     }
 }
 
-fn rdn_attributes(dn: &str) -> Vec<String> {
-    ldif::split_rdn(dn)
-        .0
-        .split('+')
-        .filter_map(|ava| ava.split_once('=').map(|(a, _)| a.trim().to_owned()))
-        .collect()
+/// A write to the output failed: the reader went away or the disk is full.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the changes to {target}: {source}")]
+struct OutputError {
+    target: String,
+    source: io::Error,
 }
 
-impl Handler for Printer {
-    fn on_add(&mut self, seq: u64, uuid: EntryUuid, entry: &Entry) {
+impl Printer {
+    fn fail(&self, source: io::Error) -> ConsumerError {
+        let target = match &self.sink {
+            Sink::Stdout(_) => "stdout".to_owned(),
+            Sink::File { .. } => "the output file".to_owned(),
+        };
+        Box::new(OutputError { target, source })
+    }
+}
+
+impl Consumer for Printer {
+    fn on_change(&mut self, change: &Change) -> Result<(), ConsumerError> {
         if !self.refreshed {
             self.progress.entry(Instant::now, &mut io::stderr());
         }
-        self.print(&Change {
-            seq,
-            kind: ChangeKind::Add,
-            uuid,
-            dn: &entry.dn,
-            old_dn: None,
-            old: None,
-            new: Some(&entry.attributes),
-            skip: &[],
-        });
+        self.changes += 1;
+        let format = self.format;
+        output::write_change(self.out(), format, change).map_err(|e| self.fail(e))
     }
 
-    fn on_modify(
-        &mut self,
-        seq: u64,
-        uuid: EntryUuid,
-        old: &Entry,
-        new: &Entry,
-        _: &[AttributeChange],
-    ) {
-        let skip = match self.renamed.take() {
-            Some((renamed, attrs)) if renamed == uuid => attrs,
-            _ => Vec::new(),
+    fn flush(&mut self) -> Result<(), ConsumerError> {
+        let result = match &mut self.sink {
+            Sink::Stdout(out) => out.flush(),
+            Sink::File { out, fsync, synced } => out.flush().and_then(|()| {
+                let due = match fsync {
+                    FsyncPolicy::EveryCommit => true,
+                    FsyncPolicy::Group { max_delay, .. } => synced.elapsed() >= *max_delay,
+                    FsyncPolicy::Os => false,
+                };
+                if due {
+                    out.get_ref().sync_data()?;
+                    *synced = Instant::now();
+                }
+                Ok(())
+            }),
         };
-        self.print(&Change {
-            seq,
-            kind: ChangeKind::Modify,
-            uuid,
-            dn: &new.dn,
-            old_dn: None,
-            old: Some(&old.attributes),
-            new: Some(&new.attributes),
-            skip: &skip,
-        });
+        result.map_err(|e| self.fail(e))
     }
 
-    fn on_rename(&mut self, seq: u64, uuid: EntryUuid, old_dn: &str, entry: &Entry) {
-        let mut skip = rdn_attributes(old_dn);
-        skip.extend(rdn_attributes(&entry.dn));
-        self.print(&Change {
-            seq,
-            kind: ChangeKind::Rename,
-            uuid,
-            dn: &entry.dn,
-            old_dn: Some(old_dn),
-            old: Some(&entry.attributes),
-            new: Some(&entry.attributes),
-            skip: &[],
-        });
-        self.renamed = Some((uuid, skip));
-    }
-
-    fn on_delete(&mut self, seq: u64, uuid: EntryUuid, entry: &Entry) {
-        self.print(&Change {
-            seq,
-            kind: ChangeKind::Delete,
-            uuid,
-            dn: &entry.dn,
-            old_dn: None,
-            old: Some(&entry.attributes),
-            new: None,
-            skip: &[],
-        });
-    }
-
-    fn on_refresh_done(&mut self, entries: &Entries) {
+    fn on_refresh_done(&mut self, entries: &Entries) -> Result<(), ConsumerError> {
         let now = Instant::now();
         let elapsed = self.progress.elapsed(now);
         self.progress.finish(&mut io::stderr());
-        if !self.broken_pipe && self.out.flush().is_err() {
-            self.broken_pipe = true;
-        }
         if !self.refreshed {
             eprintln!(
                 "syncrepl: refresh done: {} entries mirrored, {} changes, {:.2} s",
@@ -163,12 +129,7 @@ impl Handler for Printer {
             );
         }
         self.refreshed = true;
-    }
-
-    fn on_cookie(&mut self, _cookie: Option<&Cookie>) {
-        if !self.broken_pipe && self.out.flush().is_err() {
-            self.broken_pipe = true;
-        }
+        Ok(())
     }
 }
 
@@ -217,7 +178,7 @@ fn watch(args: &WatchArgs) -> i32 {
         None => Mirror::in_memory(spec),
     };
     if args.reload {
-        if let Err(e) = mirror.refresh_required(&mut ()) {
+        if let Err(e) = mirror.refresh_required() {
             return fail(e, exit::STATE);
         }
     }
@@ -225,22 +186,30 @@ fn watch(args: &WatchArgs) -> i32 {
     if let Err(e) = install_signals(&stop) {
         return fail(format!("cannot handle signals: {e}"), exit::FAILURE);
     }
+    let sink = match &args.output {
+        None => Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
+        Some(path) => match std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            Ok(file) => Sink::File {
+                out: BufWriter::with_capacity(1 << 16, file),
+                fsync,
+                synced: Instant::now(),
+            },
+            Err(e) => return fail(format!("cannot open {}: {e}", path.display()), exit::USAGE),
+        },
+    };
     let mut printer = Printer {
         format: args.format,
-        out: BufWriter::with_capacity(1 << 16, io::stdout()),
+        sink,
         progress: Progress::on_stderr(Instant::now()),
         refreshed: false,
-        renamed: None,
         changes: 0,
-        broken_pipe: false,
     };
-    let server = options.connect.endpoint.to_string();
-    let result = {
-        let mut sink = MirrorSink::new(&mut mirror, &mut printer, server);
-        run(&options, &mut sink, &stop)
-    };
+    let result = syncrepl::run(&options, &mut mirror, &mut printer, &stop);
     printer.progress.finish(&mut io::stderr());
-    let _ = printer.out.flush();
     if let Err(e) = mirror.sync().and_then(|()| mirror.close()) {
         return fail(e, exit::STATE);
     }
@@ -333,6 +302,13 @@ fn status(args: &StatusArgs) -> i32 {
     }
     println!("entries:      {}", s.entries);
     println!("next seq:     {}", s.next_seq);
+    println!("acknowledged: {}", s.acked);
+    if s.undelivered > 0 {
+        println!(
+            "undelivered:  {} (handed out again first by the next watch)",
+            s.undelivered
+        );
+    }
     println!("last change:  {last_change}");
     println!("store size:   {} bytes", s.store_bytes);
     std::mem::forget(mirror);

@@ -4,152 +4,83 @@ use std::io::{self, Write};
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
-use syncrepl_proto::{AttributeList, EntryUuid};
+use syncrepl_proto::AttributeList;
+use syncrepl_state::{Change, ChangeKind};
 
 use crate::cli::Format;
 use crate::ldif::{self, ModOp, Modification, LDIF_WRAP};
 
-/// What happened to an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
-    /// It entered the mirror.
-    Add,
-    /// Its attributes changed.
-    Modify,
-    /// Its DN changed (and perhaps its attributes).
-    Rename,
-    /// It left the mirror.
-    Delete,
-}
-
-impl ChangeKind {
-    fn name(self) -> &'static str {
-        match self {
-            ChangeKind::Add => "add",
-            ChangeKind::Modify => "modify",
-            ChangeKind::Rename => "rename",
-            ChangeKind::Delete => "delete",
-        }
-    }
-}
-
-/// One change to print.
-#[derive(Debug, Clone, Copy)]
-pub struct Change<'a> {
-    /// The event's sequence number (monotonic across restarts).
-    pub seq: u64,
-    /// What happened.
-    pub kind: ChangeKind,
-    /// The entryUUID.
-    pub uuid: EntryUuid,
-    /// The entry's DN now (for a delete: its last DN).
-    pub dn: &'a str,
-    /// The DN before a rename.
-    pub old_dn: Option<&'a str>,
-    /// Attributes before (modify, rename, delete).
-    pub old: Option<&'a AttributeList>,
-    /// Attributes after (add, modify, rename).
-    pub new: Option<&'a AttributeList>,
-    /// Attributes to leave out of LDIF and text modify records: those a preceding modrdn already
-    /// changed through the RDN.
-    pub skip: &'a [String],
-}
-
-impl Change<'_> {
-    fn modifications(&self) -> Vec<Modification> {
-        modifications(self.old, self.new)
-            .into_iter()
-            .filter(|m| {
-                !self
-                    .skip
-                    .iter()
-                    .any(|s| s.eq_ignore_ascii_case(&m.attribute))
-            })
-            .collect()
-    }
-}
-
 /// Values of an attribute, found case-insensitively.
-fn values<'a>(list: Option<&'a AttributeList>, name: &str) -> Vec<&'a [u8]> {
-    list.and_then(|l| l.get(name))
-        .map(Iterator::collect)
-        .unwrap_or_default()
+fn values<'a>(list: &'a AttributeList, name: &str) -> Vec<&'a [u8]> {
+    list.get(name).map(Iterator::collect).unwrap_or_default()
 }
 
-fn names(list: Option<&AttributeList>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for attribute in list.into_iter().flatten() {
-        if !out.iter().any(|n| n.eq_ignore_ascii_case(attribute.name)) {
-            out.push(attribute.name.to_owned());
+/// The LDIF modifications (RFC 2849) of a modify's delta: `delete` of the whole attribute when
+/// none of its values is left, `replace` when every old value went and new ones came, else
+/// `delete` of the values that went and `add` of those that came. `skip` names attributes to
+/// leave out (those a modrdn already changed through the RDN).
+pub fn modifications(change: &Change, skip: &[&str]) -> Vec<Modification> {
+    let new = &change.entry.attributes;
+    let mut out = Vec::new();
+    for delta in &change.delta {
+        if skip.iter().any(|s| s.eq_ignore_ascii_case(&delta.name)) {
+            continue;
+        }
+        let now = values(new, &delta.name);
+        if now.is_empty() {
+            out.push(Modification {
+                op: ModOp::Delete,
+                attribute: delta.name.clone(),
+                values: Vec::new(),
+            });
+        } else if !delta.removed.is_empty() && now.len() == delta.added.len() {
+            out.push(Modification {
+                op: ModOp::Replace,
+                attribute: delta.name.clone(),
+                values: now.iter().map(|v| v.to_vec()).collect(),
+            });
+        } else {
+            if !delta.removed.is_empty() {
+                out.push(Modification {
+                    op: ModOp::Delete,
+                    attribute: delta.name.clone(),
+                    values: delta.removed.clone(),
+                });
+            }
+            if !delta.added.is_empty() {
+                out.push(Modification {
+                    op: ModOp::Add,
+                    attribute: delta.name.clone(),
+                    values: delta.added.clone(),
+                });
+            }
         }
     }
     out
 }
 
-/// The LDIF modifications that turn `old` into `new`: `delete` for values that went, `add` for
-/// values that came, `replace` when every old value went and new ones came.
-pub fn modifications(
-    old: Option<&AttributeList>,
-    new: Option<&AttributeList>,
-) -> Vec<Modification> {
-    let mut all = names(old);
-    for n in names(new) {
-        if !all.iter().any(|a| a.eq_ignore_ascii_case(&n)) {
-            all.push(n);
-        }
-    }
-    let mut out = Vec::new();
-    for name in all {
-        let before = values(old, &name);
-        let after = values(new, &name);
-        let removed: Vec<Vec<u8>> = before
-            .iter()
-            .filter(|v| !after.contains(v))
-            .map(|v| v.to_vec())
-            .collect();
-        let added: Vec<Vec<u8>> = after
-            .iter()
-            .filter(|v| !before.contains(v))
-            .map(|v| v.to_vec())
-            .collect();
-        if removed.is_empty() && added.is_empty() {
-            continue;
-        }
-        if after.is_empty() {
-            out.push(Modification {
-                op: ModOp::Delete,
-                attribute: name,
-                values: Vec::new(),
-            });
-        } else if removed.len() == before.len() && !before.is_empty() {
-            out.push(Modification {
-                op: ModOp::Replace,
-                attribute: name,
-                values: after.iter().map(|v| v.to_vec()).collect(),
-            });
-        } else {
-            if !removed.is_empty() {
-                out.push(Modification {
-                    op: ModOp::Delete,
-                    attribute: name.clone(),
-                    values: removed,
-                });
-            }
-            if !added.is_empty() {
-                out.push(Modification {
-                    op: ModOp::Add,
-                    attribute: name,
-                    values: added,
-                });
-            }
-        }
+/// The attribute types named in the first RDN of `dn`.
+fn rdn_attributes(dn: &str) -> Vec<&str> {
+    ldif::split_rdn(dn)
+        .0
+        .split('+')
+        .filter_map(|ava| ava.split_once('=').map(|(a, _)| a.trim()))
+        .collect()
+}
+
+/// The attributes a rename changes through the RDN, old and new: a modify after a modrdn leaves
+/// them out.
+fn renamed_attributes(change: &Change) -> Vec<&str> {
+    let mut out = rdn_attributes(change.dn());
+    if let Some(old_dn) = &change.old_dn {
+        out.extend(rdn_attributes(old_dn));
     }
     out
 }
 
 /// Whether the values of the old DN's first RDN are gone from the new attributes, which is what
 /// `deleteoldrdn: 1` would have done.
-fn old_rdn_deleted(old_dn: &str, new: Option<&AttributeList>) -> bool {
+fn old_rdn_deleted(old_dn: &str, new: &AttributeList) -> bool {
     let (rdn, _) = ldif::split_rdn(old_dn);
     rdn.split('+').all(|ava| match ava.split_once('=') {
         Some((attr, value)) => !values(new, attr.trim())
@@ -200,7 +131,7 @@ fn text_value(v: &[u8]) -> String {
 }
 
 /// Writes one change in the chosen format.
-pub fn write_change(out: &mut impl Write, format: Format, change: &Change<'_>) -> io::Result<()> {
+pub fn write_change(out: &mut dyn Write, format: Format, change: &Change) -> io::Result<()> {
     match format {
         Format::Ldif => write_ldif(out, change),
         Format::Json => write_json(out, change),
@@ -208,74 +139,50 @@ pub fn write_change(out: &mut impl Write, format: Format, change: &Change<'_>) -
     }
 }
 
-fn write_ldif(out: &mut impl Write, c: &Change<'_>) -> io::Result<()> {
-    writeln!(out, "# {} {} entryUUID={}", c.seq, c.kind.name(), c.uuid)?;
-    match c.kind {
-        ChangeKind::Add => match c.new {
-            Some(attrs) => ldif::write_add(out, c.dn, attrs, LDIF_WRAP),
-            None => ldif::write_add(out, c.dn, &AttributeList::default(), LDIF_WRAP),
-        },
-        ChangeKind::Delete => ldif::write_delete(out, c.dn, LDIF_WRAP),
-        ChangeKind::Modify => ldif::write_modify(out, c.dn, &c.modifications(), LDIF_WRAP),
-        ChangeKind::Rename => {
-            let old_dn = c.old_dn.unwrap_or(c.dn);
-            ldif::write_modrdn(out, old_dn, c.dn, old_rdn_deleted(old_dn, c.new), LDIF_WRAP)?;
-            let (rdn, _) = ldif::split_rdn(c.dn);
-            let old_rdn = ldif::split_rdn(old_dn).0;
-            let rdn_attrs: Vec<&str> = [rdn, old_rdn]
-                .iter()
-                .flat_map(|r| r.split('+'))
-                .filter_map(|ava| ava.split_once('=').map(|(a, _)| a.trim()))
-                .collect();
-            let rest: Vec<Modification> = modifications(c.old, c.new)
-                .into_iter()
-                .filter(|m| {
-                    !rdn_attrs
-                        .iter()
-                        .any(|a| a.eq_ignore_ascii_case(&m.attribute))
-                })
-                .collect();
-            ldif::write_modify(out, c.dn, &rest, LDIF_WRAP)
+fn write_ldif(out: &mut dyn Write, c: &Change) -> io::Result<()> {
+    writeln!(out, "# {} {} entryUUID={}", c.seq, c.label(), c.uuid)?;
+    match (c.kind, &c.old_dn) {
+        (ChangeKind::Add, _) => ldif::write_add(out, c.dn(), &c.entry.attributes, LDIF_WRAP),
+        (ChangeKind::Delete, _) => ldif::write_delete(out, c.dn(), LDIF_WRAP),
+        (ChangeKind::Modify, None) => {
+            ldif::write_modify(out, c.dn(), &modifications(c, &[]), LDIF_WRAP)
+        }
+        (ChangeKind::Modify, Some(old_dn)) => {
+            let delete_old = old_rdn_deleted(old_dn, &c.entry.attributes);
+            ldif::write_modrdn(out, old_dn, c.dn(), delete_old, LDIF_WRAP)?;
+            let rest = modifications(c, &renamed_attributes(c));
+            ldif::write_modify(out, c.dn(), &rest, LDIF_WRAP)
         }
     }
 }
 
-fn write_json(out: &mut impl Write, c: &Change<'_>) -> io::Result<()> {
+fn write_json(out: &mut dyn Write, c: &Change) -> io::Result<()> {
     let mut object = Map::new();
     object.insert("seq".into(), json!(c.seq));
-    object.insert("kind".into(), json!(c.kind.name()));
-    object.insert("dn".into(), json!(c.dn));
-    if let Some(old_dn) = c.old_dn {
+    object.insert("kind".into(), json!(c.label()));
+    object.insert("dn".into(), json!(c.dn()));
+    if let Some(old_dn) = &c.old_dn {
         object.insert("old_dn".into(), json!(old_dn));
     }
     object.insert("entryUUID".into(), json!(c.uuid.to_string()));
-    if let Some(new) = c.new {
-        object.insert("attributes".into(), json_attributes(new));
+    if c.kind != ChangeKind::Delete {
+        object.insert("attributes".into(), json_attributes(&c.entry.attributes));
     }
-    if matches!(c.kind, ChangeKind::Modify | ChangeKind::Rename) {
+    if c.kind == ChangeKind::Modify {
         let mut added = Map::new();
         let mut removed = Map::new();
-        for name in names(c.old).into_iter().chain(names(c.new)) {
-            if added.contains_key(&name) || removed.contains_key(&name) {
-                continue;
+        for delta in &c.delta {
+            if !delta.added.is_empty() {
+                added.insert(
+                    delta.name.clone(),
+                    json_values(delta.added.iter().map(Vec::as_slice)),
+                );
             }
-            let before = values(c.old, &name);
-            let after = values(c.new, &name);
-            let plus: Vec<&[u8]> = after
-                .iter()
-                .filter(|v| !before.contains(v))
-                .copied()
-                .collect();
-            let minus: Vec<&[u8]> = before
-                .iter()
-                .filter(|v| !after.contains(v))
-                .copied()
-                .collect();
-            if !plus.is_empty() {
-                added.insert(name.clone(), json_values(plus.into_iter()));
-            }
-            if !minus.is_empty() {
-                removed.insert(name, json_values(minus.into_iter()));
+            if !delta.removed.is_empty() {
+                removed.insert(
+                    delta.name.clone(),
+                    json_values(delta.removed.iter().map(Vec::as_slice)),
+                );
             }
         }
         object.insert("added".into(), Value::Object(added));
@@ -285,28 +192,46 @@ fn write_json(out: &mut impl Write, c: &Change<'_>) -> io::Result<()> {
     out.write_all(b"\n")
 }
 
-fn write_text(out: &mut impl Write, c: &Change<'_>) -> io::Result<()> {
-    match c.kind {
-        ChangeKind::Add | ChangeKind::Delete => writeln!(out, "{:<7} {}", c.kind.name(), c.dn),
-        ChangeKind::Rename => writeln!(out, "rename  {} -> {}", c.old_dn.unwrap_or_default(), c.dn),
-        ChangeKind::Modify => {
-            let parts: Vec<String> = c
-                .modifications()
-                .iter()
-                .map(|m| {
-                    let vals: Vec<String> = m.values.iter().map(|v| text_value(v)).collect();
-                    match m.op {
-                        ModOp::Add => format!("{} +[{}]", m.attribute, vals.join(", ")),
-                        ModOp::Delete if vals.is_empty() => format!("{} removed", m.attribute),
-                        ModOp::Delete => format!("{} -[{}]", m.attribute, vals.join(", ")),
-                        ModOp::Replace => format!("{} = [{}]", m.attribute, vals.join(", ")),
-                    }
-                })
-                .collect();
-            if parts.is_empty() {
+fn text_modifications(mods: &[Modification]) -> String {
+    let parts: Vec<String> = mods
+        .iter()
+        .map(|m| {
+            let vals: Vec<String> = m.values.iter().map(|v| text_value(v)).collect();
+            match m.op {
+                ModOp::Add => format!("{} +[{}]", m.attribute, vals.join(", ")),
+                ModOp::Delete if vals.is_empty() => format!("{} removed", m.attribute),
+                ModOp::Delete => format!("{} -[{}]", m.attribute, vals.join(", ")),
+                ModOp::Replace => format!("{} = [{}]", m.attribute, vals.join(", ")),
+            }
+        })
+        .collect();
+    parts.join("; ")
+}
+
+fn write_text(out: &mut dyn Write, c: &Change) -> io::Result<()> {
+    match (c.kind, &c.old_dn) {
+        (ChangeKind::Add | ChangeKind::Delete, _) => {
+            writeln!(out, "{:<7} {}", c.kind.name(), c.dn())
+        }
+        (ChangeKind::Modify, None) => {
+            let mods = modifications(c, &[]);
+            if mods.is_empty() {
                 return Ok(());
             }
-            writeln!(out, "modify  {}: {}", c.dn, parts.join("; "))
+            writeln!(out, "modify  {}: {}", c.dn(), text_modifications(&mods))
+        }
+        (ChangeKind::Modify, Some(old_dn)) => {
+            let mods = modifications(c, &renamed_attributes(c));
+            if mods.is_empty() {
+                writeln!(out, "rename  {old_dn} -> {}", c.dn())
+            } else {
+                writeln!(
+                    out,
+                    "rename  {old_dn} -> {}; {}",
+                    c.dn(),
+                    text_modifications(&mods)
+                )
+            }
         }
     }
 }
@@ -314,6 +239,22 @@ fn write_text(out: &mut impl Write, c: &Change<'_>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use syncrepl_proto::EntryUuid;
+    use syncrepl_state::{diff, Entry};
+
+    fn modify(seq: u64, old_dn: Option<&str>, dn: &str, old: &AttributeList, new: &AttributeList) -> Change {
+        Change {
+            seq,
+            kind: ChangeKind::Modify,
+            uuid: EntryUuid([seq as u8; 16]),
+            entry: Entry {
+                dn: dn.into(),
+                attributes: new.clone(),
+            },
+            old_dn: old_dn.map(str::to_owned),
+            delta: diff(old, new),
+        }
+    }
 
     fn list(pairs: &[(&str, &[&str])]) -> AttributeList {
         AttributeList::build(
@@ -323,7 +264,7 @@ mod tests {
         )
     }
 
-    fn render(format: Format, change: &Change<'_>) -> String {
+    fn render(format: Format, change: &Change) -> String {
         let mut out = Vec::new();
         write_change(&mut out, format, change).expect("write to a Vec");
         String::from_utf8(out).expect("UTF-8")
@@ -337,19 +278,10 @@ mod tests {
             ("title", &["t"]),
         ]);
         let new = list(&[("cn", &["Ann"]), ("mail", &["b@x", "c@x"]), ("sn", &["S"])]);
-        let change = Change {
-            seq: 7,
-            kind: ChangeKind::Modify,
-            uuid: EntryUuid([1; 16]),
-            dn: "uid=a,dc=x",
-            old_dn: None,
-            old: Some(&old),
-            new: Some(&new),
-            skip: &[],
-        };
+        let change = modify(7, None, "uid=a,dc=x", &old, &new);
         assert_eq!(
             render(Format::Ldif, &change),
-            "# 7 modify entryUUID=01010101-0101-0101-0101-010101010101\n\
+            "# 7 modify entryUUID=07070707-0707-0707-0707-070707070707\n\
              dn: uid=a,dc=x\nchangetype: modify\n\
              delete: mail\nmail: a@x\n-\nadd: mail\nmail: c@x\n-\n\
              delete: title\n-\nadd: sn\nsn: S\n-\n\n"
@@ -370,16 +302,7 @@ mod tests {
     fn rename_keeps_rdn_changes_out_of_the_modify() {
         let old = list(&[("uid", &["a"]), ("cn", &["A"])]);
         let new = list(&[("uid", &["b"]), ("cn", &["B"])]);
-        let change = Change {
-            seq: 1,
-            kind: ChangeKind::Rename,
-            uuid: EntryUuid([2; 16]),
-            dn: "uid=b,ou=q,dc=x",
-            old_dn: Some("uid=a,ou=p,dc=x"),
-            old: Some(&old),
-            new: Some(&new),
-            skip: &[],
-        };
+        let change = modify(1, Some("uid=a,ou=p,dc=x"), "uid=b,ou=q,dc=x", &old, &new);
         let ldif = render(Format::Ldif, &change);
         assert!(ldif.contains(
             "dn: uid=a,ou=p,dc=x\nchangetype: modrdn\nnewrdn: uid=b\ndeleteoldrdn: 1\nnewsuperior: ou=q,dc=x\n\n"
@@ -388,7 +311,7 @@ mod tests {
         assert!(!ldif.contains("replace: uid"));
         assert_eq!(
             render(Format::Text, &change),
-            "rename  uid=a,ou=p,dc=x -> uid=b,ou=q,dc=x\n"
+            "rename  uid=a,ou=p,dc=x -> uid=b,ou=q,dc=x; cn = [B]\n"
         );
     }
 

@@ -117,6 +117,10 @@ pub enum Wake {
     Stop,
     /// The caller's deadline passed.
     Deadline,
+    /// Every event from the input received so far was handed out and no more input is waiting:
+    /// the connection is about to block (reported once after each run of events). The moment to
+    /// hand a batch of changes on without delaying any.
+    Drained,
 }
 
 /// An open, bound LDAP connection whose session is pumped by a mio event loop.
@@ -135,6 +139,8 @@ pub struct Connection {
     authz_id: Option<String>,
     /// The last read was small and a refresh is streaming (see [`GATHER_BELOW`]).
     gather: bool,
+    /// Events were handed out since the last [`Wake::Drained`].
+    undrained: bool,
 }
 
 impl Connection {
@@ -168,6 +174,7 @@ impl Connection {
             readable: true,
             buf: vec![0; READ_CHUNK],
             gather: false,
+            undrained: false,
             out: Vec::new(),
             stop: stop.clone(),
             stop_reported: false,
@@ -290,11 +297,13 @@ impl Connection {
                 }
                 Wake::Stop => return Err(Error::Stopped),
                 Wake::Deadline => return Err(Error::Timeout(what)),
+                Wake::Drained => {}
             }
         }
     }
 
-    /// Blocks until the session has an event, the stop handle is used, or `deadline` passes.
+    /// Blocks until the session has an event, the stop handle is used, `deadline` passes, or the
+    /// input is drained ([`Wake::Drained`]).
     ///
     /// A Notice of Disconnection and a fatal protocol error come back as errors.
     pub fn next(&mut self, deadline: Option<Instant>) -> Result<Wake, Error> {
@@ -305,7 +314,10 @@ impl Connection {
                     return Err(Error::Protocol(e));
                 }
                 Some(Event::Disconnect(result)) => return Err(Error::Disconnected(result)),
-                Some(event) => return Ok(Wake::Event(event)),
+                Some(event) => {
+                    self.undrained = true;
+                    return Ok(Wake::Event(event));
+                }
                 None => {}
             }
             if self.stop.is_stopped() && !self.stop_reported {
@@ -316,6 +328,9 @@ impl Connection {
             let now = Instant::now();
             if deadline.is_some_and(|d| d <= now) {
                 return Ok(Wake::Deadline);
+            }
+            if !self.readable && std::mem::take(&mut self.undrained) {
+                return Ok(Wake::Drained);
             }
             self.pump(deadline)?;
         }

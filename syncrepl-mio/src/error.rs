@@ -90,9 +90,10 @@ pub enum Error {
     /// The protocol core refused what the server sent, or a request timed out.
     #[error(transparent)]
     Protocol(#[from] syncrepl_proto::Error),
-    /// The consumer of the changes (the mirror or the handler) failed; retrying cannot help.
+    /// The [`SyncSink`](crate::SyncSink) fed by the run failed (its store or its consumer);
+    /// retrying cannot help.
     #[error("{0}")]
-    Consumer(Box<dyn std::error::Error + Send + Sync>),
+    Sink(Box<dyn std::error::Error + Send + Sync>),
     /// The stop handle was used before the connection was ready.
     #[error("stopped")]
     Stopped,

@@ -1,15 +1,16 @@
-//! Keeping a consumer in step with the server: connect, sync, reconnect, stop.
+//! Keeping a sink in step with the server: connect, sync, reconnect, stop.
 
 use std::time::Instant;
 
-use syncrepl_proto::{Cookie, Event, ResultCode, Stage, SyncMode, SyncRequest};
+use syncrepl_proto::{ContentEvent, Cookie, Event, ResultCode, Stage, SyncMode, SyncRequest};
 
 use crate::connection::{ConnectOptions, Connection, Wake};
 use crate::error::Error;
 use crate::retry::RetrySchedule;
 use crate::stop::StopHandle;
 
-/// What the runner feeds: usually a `syncrepl-state` mirror with the user's handler.
+/// What the runner feeds: usually a `syncrepl-state` mirror and its consumer (the `syncrepl`
+/// facade joins them).
 pub trait SyncSink {
     /// The error the sink can fail with; it stops the run (retrying cannot fix a full disk).
     type Error: std::error::Error + Send + Sync + 'static;
@@ -33,8 +34,14 @@ pub trait SyncSink {
         Ok(())
     }
 
-    /// One protocol event of the sync search (entries, syncIdSets, phases, cookies).
-    fn on_event(&mut self, event: Event) -> Result<(), Self::Error>;
+    /// One content event of the sync search (entries, syncIdSets, phases, cookies).
+    fn on_content(&mut self, event: ContentEvent) -> Result<(), Self::Error>;
+
+    /// Every event received so far was handed over and no more input is waiting: the run is
+    /// about to block. The moment to hand changes on without delaying any.
+    fn on_drained(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 
     /// The server answered e-syncRefreshRequired: drop the cookie, keep the entries, reload next.
     fn on_refresh_required(&mut self) -> Result<(), Self::Error>;
@@ -50,7 +57,7 @@ pub trait SyncSink {
         Ok(())
     }
 
-    /// The search ended early (stop, lost connection): anything not yet committed is discarded.
+    /// The search ended early (stop, lost connection, cancel).
     fn on_interrupted(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
@@ -137,7 +144,7 @@ pub fn run<S: SyncSink>(
 }
 
 fn sink_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
-    Error::Consumer(Box::new(e))
+    Error::Sink(Box::new(e))
 }
 
 fn run_once<S: SyncSink>(
@@ -172,12 +179,25 @@ fn sync_on<S: SyncSink>(
     let mut stopping = false;
     loop {
         match conn.next(sink.idle_deadline())? {
-            Wake::Event(event) => match event {
-                Event::Cancelled | Event::CancelTimedOut => {
+            Wake::Event(event) => match event.into_content() {
+                Ok(content) => {
+                    *progressed = true;
+                    let done = match &content {
+                        ContentEvent::RefreshComplete { persist, .. } => {
+                            !persist && options.request.mode == SyncMode::RefreshOnly
+                        }
+                        _ => false,
+                    };
+                    sink.on_content(content).map_err(sink_error)?;
+                    if done {
+                        return Ok(Outcome::RefreshDone);
+                    }
+                }
+                Err(Event::Cancelled | Event::CancelTimedOut) => {
                     sink.on_interrupted().map_err(sink_error)?;
                     return Ok(Outcome::Stopped);
                 }
-                Event::CancelFailed(result) => {
+                Err(Event::CancelFailed(result)) => {
                     // 389 Directory Server refuses every Cancel: abandoning is the normal way out.
                     tracing::info!(%result, "the server refused Cancel; abandoning the search");
                     if conn.session().sync_message_id().is_some() {
@@ -186,11 +206,11 @@ fn sync_on<S: SyncSink>(
                     sink.on_interrupted().map_err(sink_error)?;
                     return Ok(Outcome::Stopped);
                 }
-                Event::RefreshRequired { .. } => {
+                Err(Event::RefreshRequired { .. }) => {
                     sink.on_refresh_required().map_err(sink_error)?;
                     return Err(Error::RefreshRequired);
                 }
-                Event::SearchDone { result, .. } => {
+                Err(Event::SearchDone { result, .. }) => {
                     if stopping {
                         sink.on_interrupted().map_err(sink_error)?;
                         return Ok(Outcome::Stopped);
@@ -200,18 +220,19 @@ fn sync_on<S: SyncSink>(
                         _ => Error::Search(result),
                     });
                 }
-                Event::RefreshComplete { persist, .. } => {
-                    *progressed = true;
-                    sink.on_event(event).map_err(sink_error)?;
-                    if !persist && options.request.mode == SyncMode::RefreshOnly {
-                        return Ok(Outcome::RefreshDone);
-                    }
+                Err(Event::Referral { uris }) => {
+                    // RFC 4533 §3.1: a sync search does not follow referrals; the content stays
+                    // what this server holds.
+                    tracing::info!(?uris, "the server sent a search continuation reference; not followed");
                 }
-                other => {
-                    *progressed = true;
-                    sink.on_event(other).map_err(sink_error)?;
+                Err(Event::Unsolicited { name, result }) => {
+                    tracing::info!(?name, %result, "unsolicited notification");
+                }
+                Err(other) => {
+                    tracing::warn!(event = ?other, "unexpected event during the sync search; ignored");
                 }
             },
+            Wake::Drained => sink.on_drained().map_err(sink_error)?,
             Wake::Stop => {
                 stopping = true;
                 match conn.session().sync_stage() {

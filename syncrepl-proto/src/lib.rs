@@ -34,7 +34,8 @@ pub use request::{
     WHO_AM_I_OID,
 };
 pub use session::{
-    message_length, BindResult, Event, Frame, RefreshPhase, Session, SessionConfig, Stage,
+    message_length, BindResult, ContentEvent, Event, Frame, RefreshPhase, Session, SessionConfig,
+    Stage,
 };
 pub use types::{
     Cookie, EntryUuid, LdapResult, MessageId, ParseUuidError, ResultCode, SyncMode, SyncState,

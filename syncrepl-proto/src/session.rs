@@ -148,6 +148,76 @@ pub enum Event {
     Failed(Error),
 }
 
+/// The events that carry the content of a sync search (RFC 4533 §3.2–§3.4): entries with their
+/// sync state, syncIdSets, the ends of refresh phases and new cookies. A mirror applies these and
+/// nothing else; the enum is exhaustive on purpose, so that a kind added here is a compile error
+/// wherever content is applied instead of an event dropped in silence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentEvent {
+    /// An entry with its sync state (RFC 4533 §3.2).
+    Entry(SyncEntry),
+    /// A syncIdSet: deleted entryUUIDs if `refresh_deletes`, else present ones (§2.5).
+    SyncIdSet {
+        /// The entryUUIDs.
+        uuids: Vec<EntryUuid>,
+        /// TRUE: these entries are deleted; FALSE: they are present.
+        refresh_deletes: bool,
+        /// A cookie covering the set, if sent.
+        cookie: Option<Cookie>,
+    },
+    /// A phase of the refresh ended and another follows.
+    RefreshPhaseDone {
+        /// The phase that ended.
+        phase: RefreshPhase,
+        /// A cookie, if sent.
+        cookie: Option<Cookie>,
+    },
+    /// The refresh is complete (§3.3.1, §3.3.2).
+    RefreshComplete {
+        /// The phase that ended with it.
+        phase: RefreshPhase,
+        /// The cookie for the next sync.
+        cookie: Option<Cookie>,
+        /// Whether the persist stage follows.
+        persist: bool,
+    },
+    /// A Sync Info newcookie message (§2.5).
+    NewCookie(Cookie),
+}
+
+impl Event {
+    /// This event as content to apply to a mirror, or the event itself if it is about the
+    /// connection or the search rather than its content.
+    pub fn into_content(self) -> Result<ContentEvent, Event> {
+        Ok(match self {
+            Event::Entry(entry) => ContentEvent::Entry(entry),
+            Event::SyncIdSet {
+                uuids,
+                refresh_deletes,
+                cookie,
+            } => ContentEvent::SyncIdSet {
+                uuids,
+                refresh_deletes,
+                cookie,
+            },
+            Event::RefreshPhaseDone { phase, cookie } => {
+                ContentEvent::RefreshPhaseDone { phase, cookie }
+            }
+            Event::RefreshComplete {
+                phase,
+                cookie,
+                persist,
+            } => ContentEvent::RefreshComplete {
+                phase,
+                cookie,
+                persist,
+            },
+            Event::NewCookie(cookie) => ContentEvent::NewCookie(cookie),
+            other => return Err(other),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PendingKind {
     Bind,

@@ -67,6 +67,20 @@ pub enum Error {
         /// Where.
         offset: u64,
     },
+    /// A record would exceed the largest size replay accepts (an entry of hundreds of MiB).
+    #[error("a state record of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge {
+        /// The record's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An event that is not content of the sync search was given to the mirror to apply.
+    #[error("not a content event of the sync search: {event}")]
+    NotContent {
+        /// The event.
+        event: String,
+    },
     /// An earlier write failed; the mirror refuses further changes until reopened.
     #[error("the mirror failed earlier and must be reopened")]
     Poisoned,

@@ -1,39 +1,44 @@
-//! The local mirror of an LDAP directory kept by RFC 4533 Content Synchronization.
+//! The local mirror of an LDAP directory kept by RFC 4533 Content Synchronization, and the
+//! change stream it emits.
 //!
 //! A [`Mirror`] holds every entry a sync search can see, keyed by entryUUID with a DN index that
-//! compares DNs the LDAP way. It applies the events of `syncrepl-proto` — present and delete phases,
-//! syncIdSets, renames, e-syncRefreshRequired — and tells a [`Handler`] what really changed: added,
-//! modified (old, new and the difference), renamed, deleted, refresh done, cookie.
+//! compares DNs the LDAP way. It applies the content events of `syncrepl-proto` — present and
+//! delete phases, syncIdSets, renames, e-syncRefreshRequired — and turns what really changed into
+//! [`Change`] values (add; modify, with its per-attribute delta and any rename; delete), each with
+//! a sequence number, computed once and carried as they are to every consumer.
 //!
 //! It lives in memory ([`Mirror::in_memory`]) or in a state directory ([`Mirror::open`]) as an
-//! append-only, checksummed log that survives `kill -9` and power loss: changes become durable with
-//! the commit that follows them (with the cookie covering them, or, within a long or interrupted
-//! refresh, with the cookie the refresh started from), replay truncates a torn tail, and compaction
-//! rewrites the log as a snapshot ([`log`] describes the format). No password or other credential
-//! is ever written.
-//!
-//! Delivery to the [`Handler`] is exactly-once within a run and at-least-once across crashes, with
-//! sequence numbers that never repeat; [`Handler`] explains how to deduplicate, [`Mirror`] what is
-//! committed when.
+//! append-only, checksummed log that survives `kill -9` and power loss. The log is also the
+//! outbox of the change stream: a change is logged with its number before it is handed to the
+//! [`Consumer`], a cookie is committed only once the consumer acknowledged every change it covers,
+//! and the changes not acknowledged are handed out again, the same, by the next run
+//! ([`Consumer`] states the guarantee, [`Mirror`] what is committed when, [`log`] the format). No
+//! password or other credential is ever written.
 #![forbid(unsafe_code)]
 
 mod change;
+mod consumer;
 mod dn;
+mod entries;
 mod error;
 pub mod log;
 mod mirror;
+mod outbox;
+mod rebuild;
+mod seq;
+mod store;
 
 use std::fmt;
 
 use syncrepl_proto::{AttributeList, Scope, SyncRequest};
 
-pub use change::{Change, FnHandler};
+pub use change::{diff, AttributeChange, Change, ChangeKind};
+pub use consumer::{Consumer, ConsumerError, FnConsumer};
 pub use dn::{NormalizedDn, CASE_EXACT};
+pub use entries::Entries;
 pub use error::Error;
-pub use log::{FsyncPolicy, LogFile, LogIo, StdIo};
-pub use mirror::{
-    diff, AttributeChange, Entries, Handler, Mirror, OpenOptions, Status, BATCH_BYTES,
-};
+pub use log::{FsyncPolicy, Lock, LogFile, LogIo, StdIo};
+pub use mirror::{Delivered, DeliveryError, Mirror, OpenOptions, Status, BATCH_BYTES};
 
 /// An entry of the mirror: its DN and its attributes (owned, about their size on the wire).
 #[derive(Debug, Clone, PartialEq, Eq)]
