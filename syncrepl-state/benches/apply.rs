@@ -107,18 +107,18 @@ fn refresh(mirror: &mut Mirror, n: u32) -> Duration {
         ))
         .expect("begin");
     for event in events {
-        mirror.apply(event, &mut ()).expect("apply");
+        mirror.apply(event).expect("apply");
+        // As the runtime does: batches go out once durable.
+        mirror.deliver(&mut (), false).expect("deliver");
     }
     mirror
-        .apply(
-            Event::RefreshComplete {
-                phase: RefreshPhase::Delete,
-                cookie: Some(Cookie::from(b"rid=000,csn=x".as_slice())),
-                persist: false,
-            },
-            &mut (),
-        )
+        .apply(Event::RefreshComplete {
+            phase: RefreshPhase::Delete,
+            cookie: Some(Cookie::from(b"rid=000,csn=x".as_slice())),
+            persist: false,
+        })
         .expect("complete");
+    mirror.deliver(&mut (), true).expect("deliver");
     started.elapsed()
 }
 
@@ -188,7 +188,8 @@ fn main() {
             attributes,
             cookie: None,
         };
-        m.apply(Event::Entry(entry), &mut ()).expect("apply");
+        m.apply(Event::Entry(entry)).expect("apply");
+        m.deliver(&mut (), false).expect("deliver");
     }
     let after = rss_bytes();
     let per_entry = (after.saturating_sub(before)) as f64 / f64::from(n);

@@ -186,6 +186,7 @@ impl Entries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use syncrepl_proto::AttributeList;
 
     fn slot(dn: &str) -> Slot {
         Slot {

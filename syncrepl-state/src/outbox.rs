@@ -12,6 +12,8 @@ use crate::change::Change;
 pub(crate) struct Outbox {
     /// Applied, not yet in a commit.
     fresh: Vec<Change>,
+    /// About how many bytes the fresh changes hold.
+    fresh_bytes: u64,
     /// Logged by a commit, not acknowledged.
     staged: VecDeque<Change>,
     /// For each commit that logged changes: the last number it logged and where it ends in the
@@ -30,6 +32,7 @@ impl Outbox {
         let durable = changes.last().map_or(acked, |c| c.seq);
         Outbox {
             fresh: Vec::new(),
+            fresh_bytes: 0,
             staged: changes.into(),
             stages: VecDeque::new(),
             durable,
@@ -39,7 +42,14 @@ impl Outbox {
 
     /// A change just applied.
     pub(crate) fn push(&mut self, change: Change) {
+        self.fresh_bytes +=
+            (change.entry.dn.len() + change.entry.attributes.as_ber().len() + 64) as u64;
         self.fresh.push(change);
+    }
+
+    /// About how many bytes the changes not yet in a commit hold.
+    pub(crate) fn fresh_bytes(&self) -> u64 {
+        self.fresh_bytes
     }
 
     /// A commit ending at `offset` logged every fresh change.
@@ -47,6 +57,7 @@ impl Outbox {
         if let Some(last) = self.fresh.last() {
             self.stages.push_back((last.seq, offset));
             self.staged.extend(self.fresh.drain(..));
+            self.fresh_bytes = 0;
         }
     }
 

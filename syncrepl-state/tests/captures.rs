@@ -57,8 +57,9 @@ fn request(cookie: bool) -> SyncRequest {
 fn apply(mirror: &mut Mirror, request: &SyncRequest, events: Vec<Event>) {
     mirror.begin_refresh(request).expect("begin");
     for e in events {
-        mirror.apply(e, &mut ()).expect("apply");
+        mirror.apply(e).expect("apply");
     }
+    mirror.deliver(&mut (), true).expect("deliver");
 }
 
 fn full(dir: Option<&std::path::Path>) -> Option<Mirror> {

@@ -10,7 +10,10 @@ use syncrepl_proto::{
     AttributeList, Cookie, EntryUuid, Event, RefreshPhase, Scope, SyncEntry, SyncMode, SyncRequest,
     SyncState,
 };
-use syncrepl_state::{Error, LogFile, LogIo, Mirror, OpenOptions, SearchSpec, StdIo};
+use syncrepl_state::{
+    Change, Consumer, ConsumerError, DeliveryError, Error, LogFile, LogIo, Mirror, OpenOptions,
+    SearchSpec, StdIo,
+};
 
 fn spec() -> SearchSpec {
     SearchSpec {
@@ -58,39 +61,24 @@ fn content(m: &Mirror) -> Vec<String> {
     out
 }
 
-/// Remembers, for every change handed out, its number and how long the log was at that moment.
+/// Remembers every change handed out, with how long the log was at that moment.
 struct Deliveries<'a> {
     log: &'a Path,
-    seen: Vec<(u64, u64)>,
+    seen: Vec<(u64, u64, Change)>,
 }
 
-impl Deliveries<'_> {
-    fn note(&mut self, seq: u64) {
+impl Consumer for Deliveries<'_> {
+    fn on_change(&mut self, change: &Change) -> Result<(), ConsumerError> {
         let len = std::fs::metadata(self.log).map_or(0, |m| m.len());
-        self.seen.push((seq, len));
+        self.seen.push((change.seq, len, change.clone()));
+        Ok(())
     }
 }
 
-impl syncrepl_state::Handler for Deliveries<'_> {
-    fn on_add(&mut self, seq: u64, _: EntryUuid, _: &syncrepl_state::Entry) {
-        self.note(seq);
-    }
-    fn on_modify(
-        &mut self,
-        seq: u64,
-        _: EntryUuid,
-        _: &syncrepl_state::Entry,
-        _: &syncrepl_state::Entry,
-        _: &[syncrepl_state::AttributeChange],
-    ) {
-        self.note(seq);
-    }
-}
-
-/// Builds a state with a full refresh and then a few persist changes, one commit each; returns
-/// the log's bytes, for each commit its end offset and the content it committed, and every change
-/// handed out with the log's length at that moment.
-type Built = (Vec<u8>, Vec<(u64, Vec<String>)>, Vec<(u64, u64)>);
+/// Builds a state with a full refresh and then a few persist changes, each delivered at once;
+/// returns the log's bytes, for each commit its end offset and the content it committed, and
+/// every change handed out with the log's length at that moment.
+type Built = (Vec<u8>, Vec<(u64, Vec<String>)>, Vec<(u64, u64, Change)>);
 
 fn build(dir: &Path) -> Built {
     let mut m = Mirror::open(dir, spec(), OpenOptions::default()).expect("open");
@@ -102,6 +90,20 @@ fn build(dir: &Path) -> Built {
     let mut commits = Vec::new();
     let log_len = || std::fs::metadata(dir.join("state.log")).map_or(0, |m| m.len());
     commits.push((log_len(), content(&m)));
+    // Delivering commits twice: once to log the changes (keeping the cookie), once, after the
+    // consumer took them, with the new cookie.
+    let deliver = |m: &mut Mirror, seen: &mut Deliveries, commits: &mut Vec<(u64, Vec<String>)>| {
+        let cookie_before = format!("cookie {:?}", m.cookie());
+        let first = seen.seen.len();
+        m.deliver(seen, true).expect("deliver");
+        let mut logged = content(m);
+        if let Some(last) = logged.last_mut() {
+            *last = cookie_before;
+        }
+        let (_, stage_end, _) = seen.seen[first];
+        commits.push((stage_end, logged));
+        commits.push((log_len(), content(m)));
+    };
     let mut request = SyncRequest::new("dc=example,dc=com", SyncMode::RefreshAndPersist);
     request.cookie = None;
     m.begin_refresh(&request).expect("begin");
@@ -111,28 +113,36 @@ fn build(dir: &Path) -> Built {
         };
         e.cookie = None;
         e.state = SyncState::Add;
-        m.apply(Event::Entry(e), &mut seen).expect("add");
+        m.apply(Event::Entry(e)).expect("add");
     }
-    m.apply(
-        Event::RefreshComplete {
-            phase: RefreshPhase::Delete,
-            cookie: Some(Cookie::from(b"c0".as_slice())),
-            persist: true,
-        },
-        &mut (),
-    )
+    m.apply(Event::RefreshComplete {
+        phase: RefreshPhase::Delete,
+        cookie: Some(Cookie::from(b"c0".as_slice())),
+        persist: true,
+    })
     .expect("refresh done");
-    commits.push((log_len(), content(&m)));
+    deliver(&mut m, &mut seen, &mut commits);
     for round in 1..4u32 {
         for n in 0..5 {
-            m.apply(change(n, round, &format!("c{round}-{n}")), &mut seen)
+            m.apply(change(n, round, &format!("c{round}-{n}")))
                 .expect("persist change");
-            commits.push((log_len(), content(&m)));
+            deliver(&mut m, &mut seen, &mut commits);
         }
     }
     drop(m);
     let bytes = std::fs::read(dir.join("state.log")).expect("read log");
     (bytes, commits, seen.seen)
+}
+
+/// Collects what a reopened mirror hands out again.
+#[derive(Default)]
+struct Collect(Vec<Change>);
+
+impl Consumer for Collect {
+    fn on_change(&mut self, change: &Change) -> Result<(), ConsumerError> {
+        self.0.push(change.clone());
+        Ok(())
+    }
 }
 
 #[test]
@@ -144,7 +154,7 @@ fn cut_at_every_byte_reopens_as_the_last_commit() {
     for cut in last_batches..=bytes.len() {
         std::fs::create_dir_all(&scratch).expect("dir");
         std::fs::write(scratch.join("state.log"), &bytes[..cut]).expect("write");
-        let m = Mirror::open(&scratch, spec(), OpenOptions::default())
+        let mut m = Mirror::open(&scratch, spec(), OpenOptions::default())
             .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let expected = commits
             .iter()
@@ -153,23 +163,33 @@ fn cut_at_every_byte_reopens_as_the_last_commit() {
             .map(|(_, c)| c.clone())
             .expect("a commit before the cut");
         assert_eq!(content(&m), expected, "cut at {cut}");
-        // No number handed out before the crash is handed out again.
-        let delivered = seen
-            .iter()
-            .filter(|(_, len)| *len as usize <= cut)
-            .map(|(seq, _)| *seq)
-            .max()
-            .unwrap_or(0);
+        // No number handed out before the crash is reused by a new change, and every change
+        // handed out and not acknowledged is handed out again, the same.
+        let before: Vec<&(u64, u64, Change)> =
+            seen.iter().filter(|(_, len, _)| *len as usize <= cut).collect();
+        let delivered = before.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0);
         assert!(
             m.next_seq() > delivered,
             "cut at {cut}: {} <= {delivered}",
             m.next_seq()
         );
-        drop(m);
         let len = std::fs::metadata(scratch.join("state.log"))
             .expect("log")
             .len();
         assert!(len as usize <= cut, "the torn tail was truncated");
+        let acked = m.acked();
+        let mut again = Collect::default();
+        m.deliver(&mut again, false).expect("deliver again");
+        for (seq, _, change) in before.iter().filter(|(seq, _, _)| *seq > acked) {
+            let found = again.0.iter().find(|c| c.seq == *seq);
+            assert_eq!(found, Some(change), "cut at {cut}: change {seq} handed out again");
+        }
+        for change in &again.0 {
+            if let Some((_, _, first)) = seen.iter().find(|(seq, _, _)| *seq == change.seq) {
+                assert_eq!(change, first, "cut at {cut}: the same content under one number");
+            }
+        }
+        drop(m);
         std::fs::remove_dir_all(&scratch).ok();
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -180,6 +200,7 @@ fn damage_before_the_tail_is_an_error_unless_repaired() {
     let dir = temp_dir("damage");
     let (mut bytes, commits, _) = build(&dir);
     let offset = commits[3].0 as usize + 6;
+    assert!(offset < commits[5].0 as usize, "inside the batch after commit 3");
     bytes[offset] ^= 0xff;
     std::fs::write(dir.join("state.log"), &bytes).expect("write");
     let err = Mirror::open(&dir, spec(), OpenOptions::default()).expect_err("damaged");
@@ -281,16 +302,25 @@ fn open_faulty(dir: &Path, faults: Faulty) -> Result<Mirror, Error> {
         spec(),
         OpenOptions {
             io: Box::new(faults),
+            batch_bytes: 64 << 20,
             ..OpenOptions::default()
         },
     )
 }
 
+fn state_error(e: DeliveryError) -> Error {
+    match e {
+        DeliveryError::State(e) => e,
+        other => panic!("not a state error: {other}"),
+    }
+}
+
 #[test]
 fn injected_faults_leave_a_committed_state() {
-    let dir = temp_dir("faults");
-    let (_, commits, _) = build(&dir);
+    let built = temp_dir("faults");
+    let (bytes, commits, _) = build(&built);
     let committed = commits.last().map(|(_, c)| c.clone()).expect("commits");
+    std::fs::remove_dir_all(&built).ok();
 
     for faults in [
         Faulty {
@@ -309,32 +339,34 @@ fn injected_faults_leave_a_committed_state() {
             full: true,
         },
     ] {
+        let dir = temp_dir("fault");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("state.log"), &bytes).expect("write");
         let mut m = open_faulty(&dir, faults).expect("open");
-        let err = m
-            .apply(change(1, 99, "c99"), &mut ())
-            .expect_err("the fault surfaces");
+        let mut taken = Collect::default();
+        // The fault surfaces when the change is applied (its number's reservation is written)
+        // or when it is logged.
+        let err = match m.apply(change(1, 99, "c99")) {
+            Err(e) => e,
+            Ok(()) => state_error(m.deliver(&mut taken, true).expect_err("the fault surfaces")),
+        };
         assert!(matches!(err, Error::Io { .. }), "{err}");
-        assert!(matches!(
-            m.apply(change(2, 99, "c100"), &mut ()),
-            Err(Error::Poisoned)
-        ));
+        assert!(taken.0.is_empty(), "nothing handed out before it was logged");
+        assert!(matches!(m.apply(change(2, 99, "c100")), Err(Error::Poisoned)));
         drop(m);
-        let reopened = Mirror::open(&dir, spec(), OpenOptions::default()).expect("reopen");
+        let mut reopened = Mirror::open(&dir, spec(), OpenOptions::default()).expect("reopen");
         let state = content(&reopened);
-        drop(reopened);
         if state != committed {
-            // A failed fsync may still leave the written commit in the page cache: then the new
-            // commit is complete and consistent too.
-            let mut m = Mirror::open(&dir, spec(), OpenOptions::default()).expect("reopen");
-            assert_eq!(
-                m.cookie(),
-                Some(&Cookie::from(b"c99".as_slice())),
-                "{state:?}"
-            );
-            m.compact().expect("compact");
+            // A failed fsync may still leave the written commit in the page cache: then the
+            // change is logged, with the old cookie, and waits to be handed out.
+            assert_eq!(state.last(), committed.last(), "the cookie did not move");
+            assert_eq!(reopened.undelivered(), 1, "{state:?}");
+            reopened.deliver(&mut taken, true).expect("deliver");
+            assert_eq!(taken.0.len(), 1);
         }
+        drop(reopened);
+        std::fs::remove_dir_all(&dir).ok();
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A large refresh writes its chunks on another thread: a torn write or a full disk there still
@@ -373,23 +405,25 @@ fn faults_in_background_writes_surface() {
                 attributes: AttributeList::build([("description", vec![big.as_bytes()])]),
                 cookie: None,
             });
-            if let Err(e) = m.apply(event, &mut ()) {
+            if let Err(e) = m.apply(event) {
                 failed = Some(e);
                 break;
             }
         }
         let failed = match failed {
             Some(e) => e,
-            None => m
-                .apply(
-                    Event::RefreshComplete {
-                        phase: RefreshPhase::Delete,
-                        cookie: Some(Cookie::from(b"big".as_slice())),
-                        persist: false,
-                    },
-                    &mut (),
+            None => {
+                m.apply(Event::RefreshComplete {
+                    phase: RefreshPhase::Delete,
+                    cookie: Some(Cookie::from(b"big".as_slice())),
+                    persist: false,
+                })
+                .expect("applied in memory");
+                state_error(
+                    m.deliver(&mut (), true)
+                        .expect_err("the fault surfaces by the commit"),
                 )
-                .expect_err("the fault surfaces by the commit"),
+            }
         };
         assert!(matches!(failed, Error::Io { .. }), "{failed}");
         drop(m);

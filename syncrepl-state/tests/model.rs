@@ -3,9 +3,12 @@
 //! or persist), and after every sync the mirror must equal what the model's search sees. Refreshes
 //! are also cut off part-way, by a lost connection (the mirror keeps what it applied) or by a crash
 //! (the state directory is reopened), the directory changes meanwhile, and the retried sync must
-//! still converge. Sequence numbers must grow across all of it.
+//! still converge. A downstream consumer applies every change it is handed, dropping duplicates by
+//! sequence number, and fails at random points; after a failure the run stops (the state is
+//! sometimes reopened as after a crash) and is retried. At the end of every round the downstream
+//! copy must equal the mirror, and no sequence number may ever arrive with two contents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
 use syncrepl_proto::{
@@ -13,7 +16,8 @@ use syncrepl_proto::{
     SyncState,
 };
 use syncrepl_state::{
-    AttributeChange, Entry, FsyncPolicy, Handler, Mirror, OpenOptions, SearchSpec,
+    Change, ChangeKind, Consumer, ConsumerError, DeliveryError, FsyncPolicy, Mirror, OpenOptions,
+    SearchSpec,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,14 @@ struct Cut {
     retry: Plan,
 }
 
+/// The downstream consumer fails at its `at`-th change of a round; the run then stops, and the
+/// state is reopened first if `crash`.
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    at: usize,
+    crash: bool,
+}
+
 #[derive(Debug, Clone)]
 struct Round {
     ops: Vec<Op>,
@@ -63,6 +75,7 @@ struct Round {
     cut: Option<Cut>,
     persist_ops: Vec<Op>,
     drop_cookie: bool,
+    failure: Option<Failure>,
 }
 
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -106,45 +119,93 @@ fn round() -> impl proptest::strategy::Strategy<Value = Round> {
         prop::option::weighted(0.5, cut()),
         prop::collection::vec(op(), 0..8),
         prop::bool::weighted(0.15),
+        prop::option::weighted(
+            0.4,
+            (0usize..12, any::<bool>()).prop_map(|(at, crash)| Failure { at, crash }),
+        ),
     )
-        .prop_map(|(ops, strategy, cut, persist_ops, drop_cookie)| Round {
-            ops,
-            strategy,
-            cut,
-            persist_ops,
-            drop_cookie,
-        })
+        .prop_map(
+            |(ops, strategy, cut, persist_ops, drop_cookie, failure)| Round {
+                ops,
+                strategy,
+                cut,
+                persist_ops,
+                drop_cookie,
+                failure,
+            },
+        )
 }
 
-/// Checks that sequence numbers only grow, across interruptions and crashes.
+/// The consumer's planned failure.
+#[derive(Debug, thiserror::Error)]
+#[error("downstream is down")]
+struct Down;
+
+/// A downstream copy built from the change stream alone: changes applied as states by entryUUID,
+/// duplicates dropped by sequence number.
 #[derive(Default)]
-struct Numbers {
+struct Downstream {
     last: u64,
-    bad: Option<(u64, u64)>,
+    view: BTreeMap<u8, (String, String)>,
+    seen: HashMap<u64, Change>,
+    /// Fail when this many more changes have been taken.
+    fail_in: Option<usize>,
+    bad: Option<String>,
 }
 
-impl Numbers {
-    fn see(&mut self, seq: u64) {
-        if seq <= self.last && self.bad.is_none() {
-            self.bad = Some((self.last, seq));
+impl Consumer for Downstream {
+    fn on_change(&mut self, c: &Change) -> Result<(), ConsumerError> {
+        match self.fail_in {
+            Some(0) => {
+                self.fail_in = None;
+                return Err(Box::new(Down));
+            }
+            Some(n) => self.fail_in = Some(n - 1),
+            None => {}
         }
-        self.last = seq;
+        match self.seen.get(&c.seq) {
+            Some(first) if first != c => {
+                self.bad = Some(format!("{} arrived as {first:?} and as {c:?}", c.seq));
+            }
+            Some(_) => {}
+            None => {
+                self.seen.insert(c.seq, c.clone());
+            }
+        }
+        if c.seq <= self.last {
+            return Ok(());
+        }
+        self.last = c.seq;
+        match c.kind {
+            ChangeKind::Delete => {
+                self.view.remove(&c.uuid.0[0]);
+            }
+            ChangeKind::Add | ChangeKind::Modify => {
+                self.view.insert(c.uuid.0[0], entry_view(&c.entry));
+            }
+        }
+        Ok(())
     }
 }
 
-impl Handler for Numbers {
-    fn on_add(&mut self, seq: u64, _: EntryUuid, _: &Entry) {
-        self.see(seq);
+/// Applies `events`, delivering as the runtime does: after each event in the persist stage and
+/// at the end of a refresh (waiting), within a refresh what is already durable. A consumer
+/// failure ends the pass as it ends a run: the search counts as interrupted.
+fn feed(mirror: &mut Mirror, events: Vec<Event>, down: &mut Downstream) -> Result<(), Down> {
+    for event in events {
+        let complete = matches!(event, Event::RefreshComplete { .. });
+        mirror.apply(event).expect("apply");
+        let wait = complete || !mirror.in_refresh();
+        match mirror.deliver(down, wait) {
+            Ok(_) => {}
+            Err(DeliveryError::Consumer { .. }) => {
+                mirror.interrupted().expect("interrupted");
+                return Err(Down);
+            }
+            Err(e) => panic!("delivery: {e}"),
+        }
     }
-    fn on_modify(&mut self, seq: u64, _: EntryUuid, _: &Entry, _: &Entry, _: &[AttributeChange]) {
-        self.see(seq);
-    }
-    fn on_rename(&mut self, seq: u64, _: EntryUuid, _: &str, _: &Entry) {
-        self.see(seq);
-    }
-    fn on_delete(&mut self, seq: u64, _: EntryUuid, _: &Entry) {
-        self.see(seq);
-    }
+    Ok(())
 }
 
 fn open(dir: &std::path::Path) -> Mirror {
@@ -392,18 +453,20 @@ fn persist_events(before: &Snapshot, after: &Snapshot, version: usize) -> Vec<Ev
     out
 }
 
+fn entry_view(e: &syncrepl_state::Entry) -> (String, String) {
+    let cn = e
+        .attributes
+        .get("cn")
+        .and_then(|mut v| v.next())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    (e.dn.clone(), cn)
+}
+
 fn mirror_view(m: &Mirror) -> BTreeMap<u8, (String, String)> {
     m.entries()
         .iter()
-        .map(|(u, e)| {
-            let cn = e
-                .attributes
-                .get("cn")
-                .and_then(|mut v| v.next())
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            (u.0[0], (e.dn.clone(), cn))
-        })
+        .map(|(u, e)| (u.0[0], entry_view(e)))
         .collect()
 }
 
@@ -437,13 +500,14 @@ proptest! {
         let _ = std::fs::remove_dir_all(&dir);
         let mut provider = Provider { history: vec![Snapshot::new()] };
         let mut mirror = open(&dir);
-        let mut numbers = Numbers::default();
+        let mut down = Downstream::default();
         for round in rounds {
             for op in &round.ops {
                 provider.apply(op);
             }
             if round.drop_cookie {
-                mirror.refresh_required(&mut numbers).expect("refresh required");
+                mirror.deliver(&mut down, true).expect("deliver");
+                mirror.refresh_required().expect("refresh required");
             }
             let persist = !round.persist_ops.is_empty();
             let mut strategy = round.strategy;
@@ -452,39 +516,61 @@ proptest! {
                 mirror.begin_refresh(&request(&mirror, persist)).expect("begin");
                 let events = refresh(&provider, since, strategy, persist);
                 for event in events.into_iter().take(cut.after) {
-                    mirror.apply(event, &mut numbers).expect("apply");
+                    mirror.apply(event).expect("apply");
                 }
                 if cut.crash {
                     drop(mirror);
                     mirror = open(&dir);
                 } else {
                     mirror.interrupted().expect("connection lost");
+                    mirror.deliver(&mut down, true).expect("deliver");
                 }
                 for op in &cut.ops {
                     provider.apply(op);
                 }
                 strategy = cut.retry;
             }
-            let since = mirror.cookie().map(version);
-            mirror.begin_refresh(&request(&mirror, persist)).expect("begin");
-            for event in refresh(&provider, since, strategy, persist) {
-                mirror.apply(event, &mut numbers).expect("apply");
-            }
-            prop_assert_eq!(mirror_view(&mirror), model_view(provider.now()));
-            for op in &round.persist_ops {
-                let before = provider.now().clone();
-                provider.apply(op);
-                let v = provider.history.len() - 1;
-                for event in persist_events(&before, provider.now(), v) {
-                    mirror.apply(event, &mut numbers).expect("apply");
+            down.fail_in = round.failure.map(|f| f.at);
+            let crash_on_failure = round.failure.is_some_and(|f| f.crash);
+            // A run: what a previous one left undelivered first, then the refresh from the
+            // committed cookie, then the persist changes; a consumer failure ends it, and the
+            // next run starts over from the state.
+            let mut persist_done = 0;
+            loop {
+                let mut run = || -> Result<(), Down> {
+                    mirror.deliver(&mut down, true).map_err(|_| Down)?;
+                    let since = mirror.cookie().map(version);
+                    mirror.begin_refresh(&request(&mirror, persist)).expect("begin");
+                    feed(&mut mirror, refresh(&provider, since, strategy, persist), &mut down)?;
+                    assert_eq!(mirror_view(&mirror), model_view(provider.now()));
+                    while persist_done < round.persist_ops.len() {
+                        let before = provider.now().clone();
+                        provider.apply(&round.persist_ops[persist_done]);
+                        persist_done += 1;
+                        let v = provider.history.len() - 1;
+                        feed(&mut mirror, persist_events(&before, provider.now(), v), &mut down)?;
+                        assert_eq!(mirror_view(&mirror), model_view(provider.now()));
+                    }
+                    Ok(())
+                };
+                match run() {
+                    Ok(()) => break,
+                    Err(Down) if crash_on_failure => {
+                        drop(mirror);
+                        mirror = open(&dir);
+                    }
+                    Err(Down) => {}
                 }
-                prop_assert_eq!(mirror_view(&mirror), model_view(provider.now()));
             }
+            down.fail_in = None;
+            prop_assert_eq!(mirror_view(&mirror), model_view(provider.now()));
             if persist {
                 mirror.interrupted().expect("connection dropped");
                 prop_assert_eq!(mirror_view(&mirror), model_view(provider.now()));
             }
-            prop_assert_eq!(numbers.bad, None, "sequence numbers went back");
+            mirror.deliver(&mut down, true).expect("deliver");
+            prop_assert_eq!(&down.view, &mirror_view(&mirror), "downstream differs");
+            prop_assert_eq!(down.bad.take(), None);
         }
         // What was committed last is what a restart finds.
         let before = mirror_view(&mirror);

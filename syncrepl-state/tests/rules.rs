@@ -7,7 +7,8 @@ use syncrepl_proto::{
     SyncState,
 };
 use syncrepl_state::{
-    AttributeChange, Entries, Entry, Error, Handler, Mirror, OpenOptions, SearchSpec,
+    AttributeChange, Change, ChangeKind, Consumer, ConsumerError, Entries, Error, Mirror,
+    OpenOptions, SearchSpec,
 };
 
 fn spec() -> SearchSpec {
@@ -61,34 +62,30 @@ fn complete(phase: RefreshPhase, c: &str) -> Event {
     }
 }
 
-/// Records every callback as a line.
+/// Records every change as a line.
 #[derive(Default)]
 struct Log(Vec<String>);
 
-impl Handler for Log {
-    fn on_add(&mut self, seq: u64, _: EntryUuid, e: &Entry) {
-        self.0.push(format!("{seq} add {}", e.dn));
+impl Consumer for Log {
+    fn on_change(&mut self, c: &Change) -> Result<(), ConsumerError> {
+        let names: Vec<&str> = c.delta.iter().map(|c| c.name.as_str()).collect();
+        let line = match (c.kind, &c.old_dn) {
+            (ChangeKind::Add, _) => format!("{} add {}", c.seq, c.dn()),
+            (ChangeKind::Delete, _) => format!("{} delete {}", c.seq, c.dn()),
+            (ChangeKind::Modify, None) => format!("{} modify {} {}", c.seq, c.dn(), names.join(",")),
+            (ChangeKind::Modify, Some(old)) if names.is_empty() => {
+                format!("{} rename {old} -> {}", c.seq, c.dn())
+            }
+            (ChangeKind::Modify, Some(old)) => {
+                format!("{} rename {old} -> {} {}", c.seq, c.dn(), names.join(","))
+            }
+        };
+        self.0.push(line);
+        Ok(())
     }
-    fn on_modify(
-        &mut self,
-        seq: u64,
-        _: EntryUuid,
-        _: &Entry,
-        new: &Entry,
-        changes: &[AttributeChange],
-    ) {
-        let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
-        self.0
-            .push(format!("{seq} modify {} {}", new.dn, names.join(",")));
-    }
-    fn on_rename(&mut self, seq: u64, _: EntryUuid, old: &str, e: &Entry) {
-        self.0.push(format!("{seq} rename {old} -> {}", e.dn));
-    }
-    fn on_delete(&mut self, seq: u64, _: EntryUuid, e: &Entry) {
-        self.0.push(format!("{seq} delete {}", e.dn));
-    }
-    fn on_refresh_done(&mut self, entries: &Entries) {
+    fn on_refresh_done(&mut self, entries: &Entries) -> Result<(), ConsumerError> {
         self.0.push(format!("refresh done {}", entries.len()));
+        Ok(())
     }
 }
 
@@ -104,8 +101,9 @@ fn sync(mirror: &mut Mirror, c: Option<&str>, events: Vec<Event>) -> Vec<String>
         .begin_refresh(&request(c, SyncMode::RefreshOnly))
         .expect("begin");
     for e in events {
-        mirror.apply(e, &mut log).expect("apply");
+        mirror.apply(e).expect("apply");
     }
+    mirror.deliver(&mut log, true).expect("deliver");
     log.0
 }
 
@@ -373,8 +371,7 @@ fn rename_keeps_the_uuid_and_modify_only_when_attributes_change() {
         log,
         [
             "4 rename uid=a,dc=example,dc=com -> uid=a2,dc=example,dc=com",
-            "5 rename uid=b,dc=example,dc=com -> UID=B,DC=Example,DC=com",
-            "6 modify UID=B,DC=Example,DC=com sn",
+            "5 rename uid=b,dc=example,dc=com -> UID=B,DC=Example,DC=com sn",
         ]
     );
     assert!(m.entries().get_by_dn("uid=a,dc=example,dc=com").is_none());
@@ -425,27 +422,25 @@ fn modify_events_carry_the_difference() {
             None,
         )],
     );
-    #[derive(Default)]
-    struct Diffs(Vec<AttributeChange>);
-    impl Handler for Diffs {
-        fn on_modify(&mut self, _: u64, _: EntryUuid, _: &Entry, _: &Entry, c: &[AttributeChange]) {
-            self.0.extend_from_slice(c);
-        }
-    }
-    let mut d = Diffs::default();
-    m.apply(
-        entry(
-            SyncState::Modify,
-            1,
-            "cn=x",
-            attrs(&[("mail", &["b", "c"])]),
-            None,
-        ),
-        &mut d,
-    )
+    let mut d = Vec::<AttributeChange>::new();
+    m.apply(entry(
+        SyncState::Modify,
+        1,
+        "cn=x",
+        attrs(&[("mail", &["b", "c"])]),
+        None,
+    ))
     .expect("apply");
+    m.deliver(
+        &mut syncrepl_state::FnConsumer(|c: &Change| {
+            d.extend_from_slice(&c.delta);
+            Ok::<(), std::io::Error>(())
+        }),
+        true,
+    )
+    .expect("deliver");
     assert_eq!(
-        d.0,
+        d,
         [
             AttributeChange {
                 name: "mail".into(),
@@ -466,7 +461,7 @@ fn refresh_required_keeps_entries_and_reload_emits_only_differences() {
     let dir = temp_dir("reload");
     let mut m = Mirror::open(&dir, spec(), OpenOptions::default()).expect("open");
     initial(&mut m);
-    m.refresh_required(&mut ()).expect("refresh required");
+    m.refresh_required().expect("refresh required");
     assert_eq!(m.cookie(), None);
     assert!(m.needs_reload());
     assert_eq!(m.entries().len(), 3);
@@ -502,37 +497,40 @@ fn persist_commits_with_each_cookie_and_interruptions_keep_what_was_delivered() 
     m.begin_refresh(&request(Some("c1"), SyncMode::RefreshAndPersist))
         .expect("begin");
     let mut log = Log::default();
-    m.apply(
-        Event::RefreshComplete {
-            phase: RefreshPhase::Delete,
-            cookie: Some(cookie("c2")),
-            persist: true,
-        },
-        &mut log,
-    )
+    m.apply(Event::RefreshComplete {
+        phase: RefreshPhase::Delete,
+        cookie: Some(cookie("c2")),
+        persist: true,
+    })
     .expect("done");
-    m.apply(
-        entry(
-            SyncState::Add,
-            5,
-            "uid=e,dc=example,dc=com",
-            attrs(&[("cn", &["E"])]),
-            Some("c3"),
-        ),
-        &mut log,
-    )
+    m.deliver(&mut log, true).expect("deliver");
+    assert_eq!(m.cookie(), Some(&cookie("c2")));
+    m.apply(entry(
+        SyncState::Add,
+        5,
+        "uid=e,dc=example,dc=com",
+        attrs(&[("cn", &["E"])]),
+        Some("c3"),
+    ))
     .expect("add");
-    m.apply(
-        entry(
-            SyncState::Delete,
-            1,
-            "uid=a,dc=example,dc=com",
-            AttributeList::default(),
-            None,
-        ),
-        &mut log,
-    )
+    m.deliver(&mut log, true).expect("deliver");
+    m.apply(entry(
+        SyncState::Delete,
+        1,
+        "uid=a,dc=example,dc=com",
+        AttributeList::default(),
+        None,
+    ))
     .expect("delete");
+    m.deliver(&mut log, true).expect("deliver");
+    assert_eq!(
+        log.0,
+        [
+            "refresh done 3",
+            "4 add uid=e,dc=example,dc=com",
+            "5 delete uid=a,dc=example,dc=com"
+        ]
+    );
     assert_eq!(m.entries().len(), 3);
     m.interrupted().expect("interrupted");
     assert_eq!(
@@ -633,7 +631,7 @@ fn refresh_required_keeps_what_was_applied_and_reloads() {
         Some("c1"),
         vec![add(4, "uid=d,dc=example,dc=com", "D")],
     );
-    m.refresh_required(&mut ()).expect("refresh required");
+    m.refresh_required().expect("refresh required");
     assert_eq!(m.entries().len(), 4);
     assert!(m.needs_reload() && m.cookie().is_none());
     let log = sync(
@@ -827,13 +825,12 @@ fn sequence_numbers_never_repeat_after_a_crash() {
     let mut m = Mirror::open(&dir, spec(), OpenOptions::default()).expect("open");
     initial(&mut m);
     assert_eq!(m.next_seq(), 4);
-    // Changes handed out but never committed, then a crash: simulated by taking the log as it
-    // is on disk now, before anything else is written.
-    sync(
-        &mut m,
-        Some("c1"),
-        vec![add(4, "uid=d,dc=example,dc=com", "D")],
-    );
+    // A change applied but never committed, then a crash: simulated by taking the log as it is
+    // on disk now, before anything else is written.
+    m.begin_refresh(&request(Some("c1"), SyncMode::RefreshOnly))
+        .expect("begin");
+    m.apply(add(4, "uid=d,dc=example,dc=com", "D"))
+        .expect("apply");
     let crashed = temp_dir("numbers-crashed");
     std::fs::create_dir_all(&crashed).expect("dir");
     std::fs::copy(dir.join("state.log"), crashed.join("state.log")).expect("copy");

@@ -148,7 +148,10 @@ impl Mirror {
             }
             ContentEvent::NewCookie(cookie) => self.new_cookie(cookie),
         }
-        if self.refresh.is_some() && self.store.uncommitted_len() >= self.batch_bytes {
+        if self.refresh.is_some()
+            && (self.store.uncommitted_len() >= self.batch_bytes
+                || self.outbox.fresh_bytes() >= self.batch_bytes)
+        {
             // A long refresh: log what it applied so far (unsettled, with the cookie it started
             // from) and start making it durable, so that it can be handed out while the refresh
             // goes on and a crash loses a bounded amount of work.
