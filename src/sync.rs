@@ -1,6 +1,6 @@
 //! The sync loop: the runtime feeds the mirror, and the mirror's outbox feeds the consumer.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use syncrepl_mio::{Outcome, StopHandle, SyncOptions, SyncSink};
 use syncrepl_proto::{ContentEvent, Cookie, SyncRequest};
@@ -50,6 +50,7 @@ pub fn run<C: Consumer + ?Sized>(
         consumer,
         server: options.connect.endpoint.to_string(),
         failed: false,
+        staged: Instant::now(),
     };
     let result = syncrepl_mio::run(options, &mut sink, stop);
     match result {
@@ -62,6 +63,12 @@ pub fn run<C: Consumer + ?Sized>(
     }
 }
 
+/// During a refresh, changes are logged at least this often when the input pauses, so that a slow
+/// refresh streams its changes instead of holding a whole batch.
+const STAGE_EVERY: Duration = Duration::from_millis(100);
+/// How soon to look again whether logged changes became durable, while nothing else happens.
+const DURABLE_POLL: Duration = Duration::from_millis(2);
+
 /// The runtime's sink: the mirror applies the content, and its outbox is handed to the consumer.
 struct MirrorSink<'a, C: Consumer + ?Sized> {
     mirror: &'a mut Mirror,
@@ -70,6 +77,8 @@ struct MirrorSink<'a, C: Consumer + ?Sized> {
     server: String,
     /// The consumer failed: it is not called again in this run.
     failed: bool,
+    /// When changes were last logged during a refresh.
+    staged: Instant,
 }
 
 impl<C: Consumer + ?Sized> MirrorSink<'_, C> {
@@ -123,10 +132,15 @@ impl<C: Consumer + ?Sized> SyncSink for MirrorSink<'_, C> {
     }
 
     fn on_drained(&mut self) -> Result<(), DeliveryError> {
-        // In the persist stage this is where a burst of changes becomes one commit.
-        let wait = !self.mirror.in_refresh();
-        self.deliver(wait)?;
-        Ok(())
+        if !self.mirror.in_refresh() {
+            // In the persist stage this is where a burst of changes becomes one commit.
+            return self.deliver(true);
+        }
+        if self.mirror.unlogged() > 0 && self.staged.elapsed() >= STAGE_EVERY {
+            self.mirror.stage()?;
+            self.staged = Instant::now();
+        }
+        self.deliver(false)
     }
 
     fn on_refresh_required(&mut self) -> Result<(), DeliveryError> {
@@ -141,10 +155,15 @@ impl<C: Consumer + ?Sized> SyncSink for MirrorSink<'_, C> {
     }
 
     fn idle_deadline(&self) -> Option<Instant> {
-        self.mirror.sync_due()
+        let logged_waiting = self.mirror.undelivered() > self.mirror.unlogged() && !self.failed;
+        let poll = logged_waiting.then(|| Instant::now() + DURABLE_POLL);
+        [self.mirror.sync_due(), poll].into_iter().flatten().min()
     }
 
     fn on_idle(&mut self) -> Result<(), DeliveryError> {
-        Ok(self.mirror.sync()?)
+        if self.mirror.sync_due().is_some_and(|due| due <= Instant::now()) {
+            self.mirror.sync()?;
+        }
+        self.deliver(false)
     }
 }

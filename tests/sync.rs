@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use syncrepl_mio::{
-    run, ConnectOptions, Endpoint, LdapUrl, MirrorSink, Outcome, StopHandle, SyncOptions,
-};
-use syncrepl_proto::{EntryUuid, SyncMode, SyncRequest};
-use syncrepl_state::{AttributeChange, Entry, Handler, Mirror, SearchSpec};
+use syncrepl::{changes, Change, ChangeKind, Consumer, ConsumerError, Item};
+use syncrepl_mio::{ConnectOptions, Endpoint, LdapUrl, Outcome, StopHandle, SyncOptions};
+use syncrepl_proto::{SyncMode, SyncRequest};
+use syncrepl_state::{Mirror, SearchSpec};
 use syncrepl_testkit::proxy::{Action, Proxy};
 use syncrepl_testkit::slapd::{person_ldif, Options, Slapd, BASE};
 
@@ -50,22 +49,20 @@ impl Changes {
     }
 }
 
-impl Handler for Changes {
-    fn on_add(&mut self, _: u64, _: EntryUuid, e: &Entry) {
-        self.push(format!("add {}", e.dn));
+impl Consumer for Changes {
+    fn on_change(&mut self, c: &Change) -> Result<(), ConsumerError> {
+        let names: Vec<&str> = c.delta.iter().map(|c| c.name.as_str()).collect();
+        self.push(match (c.kind, &c.old_dn) {
+            (ChangeKind::Add, _) => format!("add {}", c.dn()),
+            (ChangeKind::Delete, _) => format!("delete {}", c.dn()),
+            (ChangeKind::Modify, None) => format!("modify {} {}", c.dn(), names.join(",")),
+            (ChangeKind::Modify, Some(old)) => format!("rename {old} -> {}", c.dn()),
+        });
+        Ok(())
     }
-    fn on_modify(&mut self, _: u64, _: EntryUuid, _: &Entry, new: &Entry, c: &[AttributeChange]) {
-        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
-        self.push(format!("modify {} {}", new.dn, names.join(",")));
-    }
-    fn on_rename(&mut self, _: u64, _: EntryUuid, old: &str, e: &Entry) {
-        self.push(format!("rename {old} -> {}", e.dn));
-    }
-    fn on_delete(&mut self, _: u64, _: EntryUuid, e: &Entry) {
-        self.push(format!("delete {}", e.dn));
-    }
-    fn on_refresh_done(&mut self, entries: &syncrepl_state::Entries) {
+    fn on_refresh_done(&mut self, entries: &syncrepl_state::Entries) -> Result<(), ConsumerError> {
         self.push(format!("refresh done {}", entries.len()));
+        Ok(())
     }
 }
 
@@ -108,15 +105,12 @@ fn spawn_sync(
     dir: std::path::PathBuf,
     changes: Changes,
     stop: StopHandle,
-) -> std::thread::JoinHandle<(Result<Outcome, syncrepl_mio::Error>, Mirror)> {
+) -> std::thread::JoinHandle<(Result<Outcome, syncrepl::Error>, Mirror)> {
     std::thread::spawn(move || {
         let spec = SearchSpec::from_request(&options.request);
         let mut mirror = Mirror::open(&dir, spec, Default::default()).expect("open the state");
-        let mut handler = changes;
-        let result = {
-            let mut sink = MirrorSink::new(&mut mirror, &mut handler, "test");
-            run(&options, &mut sink, &stop)
-        };
+        let mut consumer = changes;
+        let result = syncrepl::run(&options, &mut mirror, &mut consumer, &stop);
         (result, mirror)
     })
 }
@@ -376,12 +370,12 @@ fn changes_can_be_pulled_as_an_iterator() {
         Default::default(),
     )
     .expect("open");
-    let mut stream = syncrepl_mio::changes(opts, mirror);
+    let mut stream = changes(opts, mirror);
     let mut adds = 0;
-    for change in stream.by_ref() {
-        match change {
-            syncrepl_state::Change::Add { .. } => adds += 1,
-            syncrepl_state::Change::RefreshDone { entries } => {
+    for item in stream.by_ref() {
+        match item {
+            Item::Change(c) if c.kind == ChangeKind::Add => adds += 1,
+            Item::RefreshDone { entries } => {
                 assert_eq!(entries, 50);
                 break;
             }
@@ -392,8 +386,8 @@ fn changes_can_be_pulled_as_an_iterator() {
     slapd.modify(&format!(
         "dn: uid=user00007,ou=people,{BASE}\nchangetype: modify\nreplace: sn\nsn: Pulled\n"
     ));
-    let modified = stream.by_ref().find_map(|c| match c {
-        syncrepl_state::Change::Modify { new, changes, .. } => Some((new.dn, changes)),
+    let modified = stream.by_ref().find_map(|item| match item {
+        Item::Change(c) if c.kind == ChangeKind::Modify => Some((c.entry.dn, c.delta)),
         _ => None,
     });
     let (dn, changes) = modified.expect("the modify arrives");

@@ -42,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             Wake::Event(other) => eprintln!("{other:?}"),
+            Wake::Drained => {}
             Wake::Stop | Wake::Deadline => break,
         }
     }

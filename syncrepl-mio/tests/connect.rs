@@ -6,7 +6,7 @@ use syncrepl_mio::{
     run, ConnectOptions, Connection, Credentials, Endpoint, Error, LdapUrl, Outcome, RetrySchedule,
     StopHandle, SyncOptions, SyncSink,
 };
-use syncrepl_proto::{Cookie, Event, ResultCode, SyncMode, SyncRequest};
+use syncrepl_proto::{Cookie, ContentEvent, ResultCode, SyncMode, SyncRequest};
 use syncrepl_testkit::proxy::{Action, Proxy};
 use syncrepl_testkit::slapd::{Options, Slapd, BASE, READER_DN, READER_PW};
 
@@ -27,10 +27,10 @@ impl SyncSink for Counter {
     fn cookie(&self) -> Option<Cookie> {
         self.cookie.clone()
     }
-    fn on_event(&mut self, event: Event) -> Result<(), Self::Error> {
+    fn on_content(&mut self, event: ContentEvent) -> Result<(), Self::Error> {
         match event {
-            Event::Entry(_) => self.entries += 1,
-            Event::RefreshComplete { cookie, .. } => {
+            ContentEvent::Entry(_) => self.entries += 1,
+            ContentEvent::RefreshComplete { cookie, .. } => {
                 self.cookie = cookie;
                 self.complete = true;
             }

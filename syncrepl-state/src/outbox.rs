@@ -100,6 +100,11 @@ impl Outbox {
         !self.fresh.is_empty()
     }
 
+    /// How many changes wait for a commit to log them.
+    pub(crate) fn fresh_len(&self) -> usize {
+        self.fresh.len()
+    }
+
     /// Whether every change applied was acknowledged.
     pub(crate) fn is_empty(&self) -> bool {
         self.fresh.is_empty() && self.staged.is_empty()

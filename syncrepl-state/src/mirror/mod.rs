@@ -370,6 +370,23 @@ impl Mirror {
         self.outbox.len()
     }
 
+    /// How many changes were applied and not logged yet: [`Mirror::stage`] or the next commit
+    /// logs them.
+    pub fn unlogged(&self) -> usize {
+        self.outbox.fresh_len()
+    }
+
+    /// Logs the changes applied since the last commit (an unsettled commit, see [`Mirror`]) and
+    /// starts making them durable without waiting, so that [`Mirror::deliver`] can hand them out
+    /// soon; the runtime does it now and then during a slow refresh.
+    pub fn stage(&mut self) -> Result<(), Error> {
+        self.check()?;
+        if self.outbox.has_fresh() {
+            self.guard(|m| m.commit(false, CommitSync::Background))?;
+        }
+        Ok(())
+    }
+
     /// How many entries an interrupted refresh applied that the next refresh must confirm.
     pub fn unconfirmed(&self) -> usize {
         self.suspects.len()
