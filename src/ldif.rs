@@ -51,7 +51,12 @@ fn needs_base64(attribute: &str, value: &[u8]) -> bool {
 }
 
 /// Writes `name: value` (or `name:: base64`), folded at `wrap` columns (0: no folding).
-pub fn write_line(out: &mut (impl Write + ?Sized), name: &str, value: &[u8], wrap: usize) -> io::Result<()> {
+pub fn write_line(
+    out: &mut (impl Write + ?Sized),
+    name: &str,
+    value: &[u8],
+    wrap: usize,
+) -> io::Result<()> {
     let mut line = Vec::with_capacity(name.len() + value.len() + 4);
     line.extend_from_slice(name.as_bytes());
     if needs_base64(name, value) {

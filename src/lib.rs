@@ -12,6 +12,7 @@ pub use syncrepl_proto as proto;
 pub use syncrepl_state as state;
 
 pub mod cli;
+pub mod destination;
 mod error;
 pub mod exit;
 pub mod ldif;
@@ -21,6 +22,6 @@ mod pull;
 mod sync;
 
 pub use error::Error;
-pub use pull::{changes, Changes, IteratorDropped, Item};
+pub use pull::{changes, Changes, Item, IteratorDropped};
 pub use sync::run;
 pub use syncrepl_state::{Change, ChangeKind, Consumer, ConsumerError, FnConsumer};

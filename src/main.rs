@@ -1,6 +1,5 @@
 //! The `syncrepl` command: mirror an LDAP search into a state directory and print its changes.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use syncrepl::cli::{Cli, Command, DumpArgs, DumpFormat, Format, Fsync, StatusArgs, WatchArgs};
+use syncrepl::destination::Destination;
 use syncrepl::exit;
 use syncrepl::ldif::{self, LDIF_WRAP};
 use syncrepl::output;
@@ -40,33 +40,14 @@ fn fail(message: impl std::fmt::Display, code: i32) -> i32 {
     code
 }
 
-/// Where `watch` writes: stdout, or a file synced as the fsync policy says.
-enum Sink {
-    Stdout(BufWriter<io::Stdout>),
-    File {
-        out: BufWriter<File>,
-        fsync: FsyncPolicy,
-        synced: Instant,
-    },
-}
-
-/// Writes the changes in the chosen format; a change counts as taken once it is flushed (and,
-/// for `--output`, synced when the policy says so).
+/// Writes the changes in the chosen format; a change counts as taken once its destination took
+/// it (see [`Destination::commit`]).
 struct Printer {
     format: Format,
-    sink: Sink,
+    out: Destination,
     progress: Progress,
     refreshed: bool,
     changes: u64,
-}
-
-impl Printer {
-    fn out(&mut self) -> &mut dyn Write {
-        match &mut self.sink {
-            Sink::Stdout(out) => out,
-            Sink::File { out, .. } => out,
-        }
-    }
 }
 
 /// A write to the output failed: the reader went away or the disk is full.
@@ -79,11 +60,10 @@ struct OutputError {
 
 impl Printer {
     fn fail(&self, source: io::Error) -> ConsumerError {
-        let target = match &self.sink {
-            Sink::Stdout(_) => "stdout".to_owned(),
-            Sink::File { .. } => "the output file".to_owned(),
-        };
-        Box::new(OutputError { target, source })
+        Box::new(OutputError {
+            target: self.out.name().to_owned(),
+            source,
+        })
     }
 }
 
@@ -94,26 +74,11 @@ impl Consumer for Printer {
         }
         self.changes += 1;
         let format = self.format;
-        output::write_change(self.out(), format, change).map_err(|e| self.fail(e))
+        output::write_change(self.out.writer(), format, change).map_err(|e| self.fail(e))
     }
 
     fn flush(&mut self) -> Result<(), ConsumerError> {
-        let result = match &mut self.sink {
-            Sink::Stdout(out) => out.flush(),
-            Sink::File { out, fsync, synced } => out.flush().and_then(|()| {
-                let due = match fsync {
-                    FsyncPolicy::EveryCommit => true,
-                    FsyncPolicy::Group { max_delay, .. } => synced.elapsed() >= *max_delay,
-                    FsyncPolicy::Os => false,
-                };
-                if due {
-                    out.get_ref().sync_data()?;
-                    *synced = Instant::now();
-                }
-                Ok(())
-            }),
-        };
-        result.map_err(|e| self.fail(e))
+        self.out.commit().map_err(|e| self.fail(e))
     }
 
     fn on_refresh_done(&mut self, entries: &Entries) -> Result<(), ConsumerError> {
@@ -186,24 +151,17 @@ fn watch(args: &WatchArgs) -> i32 {
     if let Err(e) = install_signals(&stop) {
         return fail(format!("cannot handle signals: {e}"), exit::FAILURE);
     }
-    let sink = match &args.output {
-        None => Sink::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
-        Some(path) => match std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-        {
-            Ok(file) => Sink::File {
-                out: BufWriter::with_capacity(1 << 16, file),
-                fsync,
-                synced: Instant::now(),
-            },
-            Err(e) => return fail(format!("cannot open {}: {e}", path.display()), exit::USAGE),
-        },
+    let out = match &args.output {
+        None => Destination::stdout(fsync, stop.clone()),
+        Some(path) => Destination::file(path, fsync, stop.clone()),
+    };
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return fail(format!("cannot open the output: {e}"), exit::USAGE),
     };
     let mut printer = Printer {
         format: args.format,
-        sink,
+        out,
         progress: Progress::on_stderr(Instant::now()),
         refreshed: false,
         changes: 0,

@@ -242,7 +242,13 @@ mod tests {
     use syncrepl_proto::EntryUuid;
     use syncrepl_state::{diff, Entry};
 
-    fn modify(seq: u64, old_dn: Option<&str>, dn: &str, old: &AttributeList, new: &AttributeList) -> Change {
+    fn modify(
+        seq: u64,
+        old_dn: Option<&str>,
+        dn: &str,
+        old: &AttributeList,
+        new: &AttributeList,
+    ) -> Change {
         Change {
             seq,
             kind: ChangeKind::Modify,

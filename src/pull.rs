@@ -74,7 +74,9 @@ struct Sender {
 
 impl Sender {
     fn send(&self, item: Item) -> Result<(), ConsumerError> {
-        self.tx.send(item).map_err(|_| Box::new(IteratorDropped).into())
+        self.tx
+            .send(item)
+            .map_err(|_| Box::new(IteratorDropped).into())
     }
 }
 

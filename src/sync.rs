@@ -161,7 +161,11 @@ impl<C: Consumer + ?Sized> SyncSink for MirrorSink<'_, C> {
     }
 
     fn on_idle(&mut self) -> Result<(), DeliveryError> {
-        if self.mirror.sync_due().is_some_and(|due| due <= Instant::now()) {
+        if self
+            .mirror
+            .sync_due()
+            .is_some_and(|due| due <= Instant::now())
+        {
             self.mirror.sync()?;
         }
         self.deliver(false)

@@ -223,7 +223,10 @@ fn sync_on<S: SyncSink>(
                 Err(Event::Referral { uris }) => {
                     // RFC 4533 §3.1: a sync search does not follow referrals; the content stays
                     // what this server holds.
-                    tracing::info!(?uris, "the server sent a search continuation reference; not followed");
+                    tracing::info!(
+                        ?uris,
+                        "the server sent a search continuation reference; not followed"
+                    );
                 }
                 Err(Event::Unsolicited { name, result }) => {
                     tracing::info!(?name, %result, "unsolicited notification");

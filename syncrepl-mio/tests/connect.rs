@@ -6,7 +6,7 @@ use syncrepl_mio::{
     run, ConnectOptions, Connection, Credentials, Endpoint, Error, LdapUrl, Outcome, RetrySchedule,
     StopHandle, SyncOptions, SyncSink,
 };
-use syncrepl_proto::{Cookie, ContentEvent, ResultCode, SyncMode, SyncRequest};
+use syncrepl_proto::{ContentEvent, Cookie, ResultCode, SyncMode, SyncRequest};
 use syncrepl_testkit::proxy::{Action, Proxy};
 use syncrepl_testkit::slapd::{Options, Slapd, BASE, READER_DN, READER_PW};
 

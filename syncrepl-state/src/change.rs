@@ -105,8 +105,9 @@ impl Change {
                 }
                 out.retain(|(_, values)| !values.is_empty());
                 AttributeList::build(
-                    out.iter()
-                        .map(|(n, vs)| (n.as_str(), vs.iter().map(Vec::as_slice).collect::<Vec<_>>())),
+                    out.iter().map(|(n, vs)| {
+                        (n.as_str(), vs.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                    }),
                 )
             }
         }

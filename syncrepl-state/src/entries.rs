@@ -107,7 +107,12 @@ impl Entries {
     }
 
     /// The entry other than `except` whose DN, of hash `hash`, equals `dn`.
-    pub(crate) fn holder(&self, hash: u64, dn: &str, except: Option<EntryUuid>) -> Option<EntryUuid> {
+    pub(crate) fn holder(
+        &self,
+        hash: u64,
+        dn: &str,
+        except: Option<EntryUuid>,
+    ) -> Option<EntryUuid> {
         self.by_dn
             .get(&hash)?
             .uuids()
@@ -181,7 +186,6 @@ impl Entries {
         Some(old)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

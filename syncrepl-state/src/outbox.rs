@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(outbox.ready(150).len(), 2);
         assert_eq!(outbox.ready(200).len(), 3);
         outbox.ack(2);
-        assert_eq!(outbox.ready(200).iter().map(|c| c.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            outbox.ready(200).iter().map(|c| c.seq).collect::<Vec<_>>(),
+            [3]
+        );
         assert_eq!((outbox.acked(), outbox.len()), (2, 1));
         outbox.ack(3);
         assert!(outbox.is_empty());

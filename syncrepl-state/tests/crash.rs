@@ -165,8 +165,10 @@ fn cut_at_every_byte_reopens_as_the_last_commit() {
         assert_eq!(content(&m), expected, "cut at {cut}");
         // No number handed out before the crash is reused by a new change, and every change
         // handed out and not acknowledged is handed out again, the same.
-        let before: Vec<&(u64, u64, Change)> =
-            seen.iter().filter(|(_, len, _)| *len as usize <= cut).collect();
+        let before: Vec<&(u64, u64, Change)> = seen
+            .iter()
+            .filter(|(_, len, _)| *len as usize <= cut)
+            .collect();
         let delivered = before.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0);
         assert!(
             m.next_seq() > delivered,
@@ -182,11 +184,18 @@ fn cut_at_every_byte_reopens_as_the_last_commit() {
         m.deliver(&mut again, false).expect("deliver again");
         for (seq, _, change) in before.iter().filter(|(seq, _, _)| *seq > acked) {
             let found = again.0.iter().find(|c| c.seq == *seq);
-            assert_eq!(found, Some(change), "cut at {cut}: change {seq} handed out again");
+            assert_eq!(
+                found,
+                Some(change),
+                "cut at {cut}: change {seq} handed out again"
+            );
         }
         for change in &again.0 {
             if let Some((_, _, first)) = seen.iter().find(|(seq, _, _)| *seq == change.seq) {
-                assert_eq!(change, first, "cut at {cut}: the same content under one number");
+                assert_eq!(
+                    change, first,
+                    "cut at {cut}: the same content under one number"
+                );
             }
         }
         drop(m);
@@ -200,7 +209,10 @@ fn damage_before_the_tail_is_an_error_unless_repaired() {
     let dir = temp_dir("damage");
     let (mut bytes, commits, _) = build(&dir);
     let offset = commits[3].0 as usize + 6;
-    assert!(offset < commits[5].0 as usize, "inside the batch after commit 3");
+    assert!(
+        offset < commits[5].0 as usize,
+        "inside the batch after commit 3"
+    );
     bytes[offset] ^= 0xff;
     std::fs::write(dir.join("state.log"), &bytes).expect("write");
     let err = Mirror::open(&dir, spec(), OpenOptions::default()).expect_err("damaged");
@@ -351,8 +363,14 @@ fn injected_faults_leave_a_committed_state() {
             Ok(()) => state_error(m.deliver(&mut taken, true).expect_err("the fault surfaces")),
         };
         assert!(matches!(err, Error::Io { .. }), "{err}");
-        assert!(taken.0.is_empty(), "nothing handed out before it was logged");
-        assert!(matches!(m.apply(change(2, 99, "c100")), Err(Error::Poisoned)));
+        assert!(
+            taken.0.is_empty(),
+            "nothing handed out before it was logged"
+        );
+        assert!(matches!(
+            m.apply(change(2, 99, "c100")),
+            Err(Error::Poisoned)
+        ));
         drop(m);
         let mut reopened = Mirror::open(&dir, spec(), OpenOptions::default()).expect("reopen");
         let state = content(&reopened);

@@ -72,7 +72,9 @@ impl Consumer for Log {
         let line = match (c.kind, &c.old_dn) {
             (ChangeKind::Add, _) => format!("{} add {}", c.seq, c.dn()),
             (ChangeKind::Delete, _) => format!("{} delete {}", c.seq, c.dn()),
-            (ChangeKind::Modify, None) => format!("{} modify {} {}", c.seq, c.dn(), names.join(",")),
+            (ChangeKind::Modify, None) => {
+                format!("{} modify {} {}", c.seq, c.dn(), names.join(","))
+            }
             (ChangeKind::Modify, Some(old)) if names.is_empty() => {
                 format!("{} rename {old} -> {}", c.seq, c.dn())
             }

@@ -46,7 +46,6 @@
 //!   rewritten as version 3 on open; any other version is [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion), and
 //!   nothing is rewritten.
 
-
 mod io;
 mod record;
 mod replay;

@@ -182,13 +182,7 @@ fn encode_body(record: &Record, out: &mut Vec<u8>) {
     }
 }
 
-fn upsert_body(
-    seq: u64,
-    uuid: EntryUuid,
-    dn: &str,
-    attributes: &AttributeList,
-    out: &mut Vec<u8>,
-) {
+fn upsert_body(seq: u64, uuid: EntryUuid, dn: &str, attributes: &AttributeList, out: &mut Vec<u8>) {
     out.push(KIND_UPSERT);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(uuid.as_bytes());
@@ -423,10 +417,7 @@ mod tests {
             let mut buf = Vec::new();
             encode_record(&record, &mut buf).expect("small record");
             let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            assert_eq!(
-                decode_body(&buf[4..4 + len], FORMAT_VERSION),
-                Some(record)
-            );
+            assert_eq!(decode_body(&buf[4..4 + len], FORMAT_VERSION), Some(record));
         }
         assert_eq!(decode_body(&[KIND_DELETE, 1, 2], FORMAT_VERSION), None);
         assert_eq!(decode_body(&[99], FORMAT_VERSION), None);

@@ -124,12 +124,7 @@ pub(crate) fn replay_from(
             consumed.extend_from_slice(&buf[..body_got]);
             // The first bad record. Damage before the tail only if a later commit says this spot
             // had been synced; otherwise a torn, unsynced tail.
-            let later = scan_commits(
-                path,
-                version,
-                consumed.get(1..).unwrap_or_default(),
-                reader,
-            )?;
+            let later = scan_commits(path, version, consumed.get(1..).unwrap_or_default(), reader)?;
             if later.synced_len > pos && !repair {
                 return Err(Error::Damaged {
                     path: path.to_owned(),

@@ -25,10 +25,15 @@ mod tests {
 
     #[test]
     fn cookies_of_389_and_of_slapd() {
-        let ds = Cookie::from(b"ldap.example.com:389#cn=reader:dc=example,dc=com:(objectClass=*)#42".as_slice());
+        let ds = Cookie::from(
+            b"ldap.example.com:389#cn=reader:dc=example,dc=com:(objectClass=*)#42".as_slice(),
+        );
         assert!(is_389_cookie(&ds));
-        let slapd = Cookie::from(b"rid=000,csn=20240101000000.000000Z#000000#000#000000".as_slice());
+        let slapd =
+            Cookie::from(b"rid=000,csn=20240101000000.000000Z#000000#000#000000".as_slice());
         assert!(!is_389_cookie(&slapd));
-        assert!(!is_389_cookie(&Cookie::from(b"a:b#c#notanumber".as_slice())));
+        assert!(!is_389_cookie(&Cookie::from(
+            b"a:b#c#notanumber".as_slice()
+        )));
     }
 }

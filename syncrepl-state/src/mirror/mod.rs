@@ -226,8 +226,13 @@ impl Mirror {
     /// the host and credentials used to sync are not part of the search and may change.
     pub fn open(dir: &Path, spec: SearchSpec, options: OpenOptions) -> Result<Mirror, Error> {
         let mut replayer = Replayer::for_search(Some(spec.clone()));
-        let (store, replayed) =
-            LogStore::open(dir, options.fsync, options.repair, options.io, &mut replayer)?;
+        let (store, replayed) = LogStore::open(
+            dir,
+            options.fsync,
+            options.repair,
+            options.io,
+            &mut replayer,
+        )?;
         if replayer.bad_first {
             return Err(Error::BadRecord {
                 path: dir.join(crate::log::LOG_NAME),

@@ -206,7 +206,12 @@ impl Mirror {
         self.seq.take(self.store.as_mut())
     }
 
-    fn upsert(&mut self, uuid: EntryUuid, dn: String, attributes: AttributeList) -> Result<(), Error> {
+    fn upsert(
+        &mut self,
+        uuid: EntryUuid,
+        dn: String,
+        attributes: AttributeList,
+    ) -> Result<(), Error> {
         let mark = if self.refresh.is_some() {
             self.generation
         } else {
@@ -227,7 +232,10 @@ impl Mirror {
                     self.mark(uuid);
                     return Ok(());
                 }
-                ((old.entry.dn != new.dn).then(|| old.entry.dn.clone()), delta)
+                (
+                    (old.entry.dn != new.dn).then(|| old.entry.dn.clone()),
+                    delta,
+                )
             }
             None => (None, Vec::new()),
         };
