@@ -109,6 +109,10 @@ impl Consumer for Sender {
         Ok(())
     }
 
+    fn acknowledged(&mut self) -> Option<u64> {
+        self.acks.state.lock().ok().map(|s| s.acked)
+    }
+
     fn on_refresh_done(&mut self, entries: &Entries) -> Result<(), ConsumerError> {
         self.send(Item::RefreshDone {
             entries: entries.len(),

@@ -398,3 +398,120 @@ fn changes_can_be_pulled_as_an_iterator() {
     assert_eq!(mirror_view(&mirror), server_view(&slapd));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("the database is down")]
+struct DatabaseDown;
+
+#[test]
+fn a_failing_consumer_stops_the_run_and_the_next_starts_at_its_change() {
+    let slapd = Slapd::start(Options::default());
+    let dir = temp_state("failing");
+    let opts = options(&slapd.ldap_url(), SyncMode::RefreshOnly);
+    let spec = SearchSpec::from_request(&opts.request);
+    let mut taken: Vec<Change> = Vec::new();
+    // Fails on its 20th change, then (in the same process, same mirror) on its 30th.
+    let mut mirror = Mirror::open(&dir, spec.clone(), Default::default()).expect("open");
+    for fail_at in [19, 29] {
+        let mut consumer = syncrepl::FnConsumer(|c: &Change| {
+            if taken.len() == fail_at {
+                return Err(DatabaseDown);
+            }
+            taken.push(c.clone());
+            Ok(())
+        });
+        let err = syncrepl::run(&opts, &mut mirror, &mut consumer, &StopHandle::new())
+            .expect_err("the consumer fails");
+        let syncrepl::Error::Consumer {
+            seq: Some(seq),
+            source,
+        } = err
+        else {
+            panic!("not a consumer error: {err}");
+        };
+        assert!(source.is::<DatabaseDown>(), "{source}");
+        assert_eq!(
+            seq,
+            taken[fail_at - 1].seq + 1,
+            "it failed on the next change"
+        );
+        assert!(mirror.cookie().is_none(), "the refresh was not committed");
+        assert_eq!(mirror.acked(), taken[fail_at - 1].seq);
+    }
+    // A crash now: the next process starts at the change that failed, with the same number.
+    drop(mirror);
+    let failed_seq = taken[28].seq + 1;
+    let mut mirror = Mirror::open(&dir, spec.clone(), Default::default()).expect("reopen");
+    assert_eq!(mirror.undelivered(), 50 - 29);
+    let mut rest: Vec<Change> = Vec::new();
+    let mut consumer = syncrepl::FnConsumer(|c: &Change| {
+        rest.push(c.clone());
+        Ok::<(), DatabaseDown>(())
+    });
+    let outcome =
+        syncrepl::run(&opts, &mut mirror, &mut consumer, &StopHandle::new()).expect("refresh");
+    assert_eq!(outcome, Outcome::RefreshDone);
+    assert_eq!(rest.first().map(|c| c.seq), Some(failed_seq));
+    assert_eq!(
+        rest.len(),
+        50 - 29,
+        "then every change not taken, and nothing else"
+    );
+    let mut seqs: Vec<u64> = taken.iter().chain(&rest).map(|c| c.seq).collect();
+    seqs.dedup();
+    assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
+    assert!(mirror.cookie().is_some());
+    assert_eq!(mirror_view(&mirror), server_view(&slapd));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_dropped_iterator_commits_only_what_it_asked_past() {
+    let slapd = Slapd::start(Options::default());
+    let dir = temp_state("dropped");
+    let opts = options(&slapd.ldap_url(), SyncMode::RefreshAndPersist);
+    let spec = SearchSpec::from_request(&opts.request);
+    let mirror = Mirror::open(&dir, spec.clone(), Default::default()).expect("open");
+    let mut stream = changes(opts.clone(), mirror);
+    let mut first = Vec::new();
+    for item in stream.by_ref() {
+        if let Item::Change(c) = item {
+            first.push(c);
+            if first.len() == 10 {
+                break;
+            }
+        }
+    }
+    // The 10th change was returned, but the next was never asked for: it is not acknowledged.
+    drop(stream);
+    let mirror = Mirror::open(&dir, spec, Default::default()).expect("reopen");
+    assert!(mirror.cookie().is_none());
+    assert_eq!(mirror.acked(), first[8].seq);
+    let mut stream = changes(opts, mirror);
+    let again = stream.by_ref().find_map(|item| match item {
+        Item::Change(c) => Some(c),
+        _ => None,
+    });
+    assert_eq!(
+        again.as_ref(),
+        Some(&first[9]),
+        "handed out again, the same"
+    );
+    let mut count = 1;
+    for item in stream.by_ref() {
+        match item {
+            Item::Change(_) => count += 1,
+            Item::RefreshDone { entries } => {
+                assert_eq!(entries, 50);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(count, 41);
+    stream.ack();
+    let (outcome, mirror) = stream.finish().expect("finish");
+    assert_eq!(outcome, Outcome::Stopped);
+    assert!(mirror.cookie().is_some(), "the refresh was committed");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -40,6 +40,15 @@ pub trait Consumer {
         Ok(())
     }
 
+    /// After a failure (of [`Consumer::on_change`] or [`Consumer::flush`]): the highest sequence
+    /// number the consumer knows it took for good, if it can tell — a broker client holding some
+    /// publish acknowledgements, an iterator whose caller asked past some items. Without it, a
+    /// failure on a change counts the changes before it as taken if a [`Consumer::flush`]
+    /// succeeds, and a failed flush counts nothing.
+    fn acknowledged(&mut self) -> Option<u64> {
+        None
+    }
+
     /// A refresh completed and every change of it was acknowledged; the whole mirror can be read.
     /// Its cookie is committed when this returns `Ok`.
     fn on_refresh_done(&mut self, _entries: &Entries) -> Result<(), ConsumerError> {
@@ -68,6 +77,9 @@ impl<C: Consumer + ?Sized> Consumer for &mut C {
     }
     fn flush(&mut self) -> Result<(), ConsumerError> {
         (**self).flush()
+    }
+    fn acknowledged(&mut self) -> Option<u64> {
+        (**self).acknowledged()
     }
     fn on_refresh_done(&mut self, entries: &Entries) -> Result<(), ConsumerError> {
         (**self).on_refresh_done(entries)

@@ -75,23 +75,24 @@ impl Mirror {
             }
         }
         if let Some((seq, source)) = failure {
-            // What the consumer took before the failing change counts once it is flushed; the
-            // commit that records it keeps the cookie where it was.
-            if let Some(last) = last_ok {
-                if consumer.flush().is_ok() {
-                    self.outbox.ack(last);
-                    self.guard(|m| m.commit(false, CommitSync::PerPolicy))?;
-                }
-            }
+            // What the consumer took before the failing change counts once it is flushed, unless
+            // it says itself how far it got; the commit that records it keeps the cookie.
+            let taken = match consumer.acknowledged() {
+                Some(known) => Some(known),
+                None => last_ok.filter(|_| consumer.flush().is_ok()),
+            };
+            self.record_ack(taken, last_ok)?;
             return Err(DeliveryError::Consumer {
                 seq: Some(seq),
                 source,
             });
         }
         if let Some(last) = last_ok {
-            consumer
-                .flush()
-                .map_err(|source| DeliveryError::Consumer { seq: None, source })?;
+            if let Err(source) = consumer.flush() {
+                let taken = consumer.acknowledged();
+                self.record_ack(taken, last_ok)?;
+                return Err(DeliveryError::Consumer { seq: None, source });
+            }
             self.outbox.ack(last);
         }
         let settled_ok = self.refresh.is_none()
@@ -119,5 +120,19 @@ impl Mirror {
             self.guard(|m| m.commit(false, CommitSync::Background))?;
         }
         Ok(delivered)
+    }
+
+    /// After a consumer failure: acknowledges what it took (at most what it was handed) and
+    /// commits that, so that the next run starts after it.
+    fn record_ack(&mut self, taken: Option<u64>, handed: Option<u64>) -> Result<(), DeliveryError> {
+        let limit = handed.unwrap_or(self.outbox.acked());
+        let Some(taken) = taken.map(|t| t.min(limit)) else {
+            return Ok(());
+        };
+        if taken > self.outbox.acked() {
+            self.outbox.ack(taken);
+            self.guard(|m| m.commit(false, CommitSync::PerPolicy))?;
+        }
+        Ok(())
     }
 }
