@@ -367,6 +367,7 @@ class Bench:
             ("syncrepl watch (memory)", []),
             ("syncrepl watch (log, fsync always)", ["--fsync", "always"]),
             ("syncrepl watch (log, fsync group)", ["--fsync", "group"]),
+            ("syncrepl watch (log, fsync never)", ["--fsync", "never"]),
         ]
         for round_no, (name, extra) in enumerate(clients):
             tag = f"lat{round_no}x"
@@ -442,12 +443,82 @@ class Bench:
         return results
 
 
+    def burst(self, server, count):
+        """A burst of `count` modifies sent with one ldapmodify: time from its start until the
+        last one is reported on stdout, by a persist-mode client already past its refresh."""
+        self.env["BENCH_PW"] = server.info["reader_pw"]
+        clients = [
+            ("ldapsearch -E sync=rp", None),
+            ("syncrepl watch (log, fsync always)", ["--fsync", "always"]),
+            ("syncrepl watch (log, fsync never)", ["--fsync", "never"]),
+        ]
+        times = {}
+        for round_no, (name, extra) in enumerate(clients):
+            tag = f"burst{round_no}x"
+            filterstr = f"(description={tag}*)"
+            last = f"{tag}{count - 1}"
+            if extra is None:
+                argv = ["stdbuf", "-oL"] + self.ldapsearch(server, mode="rp")
+                argv[-1] = filterstr
+            else:
+                state = os.path.join(self.work, f"burst-{round_no}")
+                argv = self.watch(server, state, list(extra) + ["--format", "ldif"], filterstr, persist=True)
+            # The entries enter the filter with the first change: every later change is a modify.
+            ldif = "".join(
+                f"dn: uid={self.alive[i % len(self.alive)]},ou=people,{server.base}\n"
+                f"changetype: modify\nreplace: description\ndescription: {tag}{i}\n-\n\n"
+                for i in range(count)
+            )
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.env
+            )
+            done = threading.Event()
+
+            def read(stream=proc.stdout, done=done, last=last):
+                for raw in stream:
+                    if last in raw.decode(errors="replace"):
+                        done.set()
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            time.sleep(1.0)
+            start = time.perf_counter()
+            subprocess.run(
+                ["ldapmodify", "-c"] + server.admin(),
+                input=ldif,
+                text=True,
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+            if not done.wait(timeout=120):
+                raise SystemExit(f"{name}: the last change of the burst never arrived")
+            elapsed = time.perf_counter() - start
+            proc.terminate()
+            proc.wait(timeout=30)
+            times[name] = elapsed
+            ref = times[clients[0][0]]
+            print(
+                f"  burst of {count} modifies, {name:<36} {elapsed:6.3f} s ({elapsed / ref:.2f}x ldapsearch)",
+                flush=True,
+            )
+            self.rows.append(
+                {
+                    "scenario": f"burst of {count} modifies",
+                    "client": name,
+                    "wall_s": elapsed,
+                    "ratio": elapsed / ref,
+                }
+            )
+        return times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("sizes", nargs="*", type=int, default=[10000, 100000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sessionlog", type=int, default=1000)
     parser.add_argument("--latency-changes", type=int, default=1000)
+    parser.add_argument("--burst", type=int, default=5000, help="modifies in the burst scenario")
     parser.add_argument("--syncrepl", required=True)
     parser.add_argument("--launcher", required=True)
     parser.add_argument("--python", help="the virtualenv's python, with python-ldap")
@@ -466,6 +537,7 @@ def main():
                 bench.incremental(server)
                 if n == args.sizes[0]:
                     bench.persist_latency(server, args.latency_changes)
+                    bench.burst(server, args.burst)
             finally:
                 server.stop()
     finally:

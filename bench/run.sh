@@ -15,7 +15,7 @@ smoke=""
 for arg in "$@"; do
     if [ "$arg" = "--smoke" ]; then
         smoke=1
-        args+=(1000 --runs 1 --sessionlog 100 --latency-changes 100)
+        args+=(1000 --runs 1 --sessionlog 100 --latency-changes 100 --burst 300)
     else
         args+=("$arg")
     fi
