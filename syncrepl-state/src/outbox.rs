@@ -105,6 +105,11 @@ impl Outbox {
         self.fresh.len()
     }
 
+    /// Whether no logged change waits to be handed out.
+    pub(crate) fn nothing_logged(&self) -> bool {
+        self.staged.is_empty()
+    }
+
     /// Whether every change applied was acknowledged.
     pub(crate) fn is_empty(&self) -> bool {
         self.fresh.is_empty() && self.staged.is_empty()

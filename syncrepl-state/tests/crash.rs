@@ -451,3 +451,84 @@ fn faults_in_background_writes_surface() {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+/// The state directory's creation, lock and reading go through the I/O trait too, so their
+/// failures can be injected: each is a typed error and leaves the state as it was.
+#[test]
+fn failures_to_create_lock_or_read_the_directory_are_typed_errors() {
+    struct Refusing {
+        what: &'static str,
+    }
+    impl LogIo for Refusing {
+        fn read(&mut self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+            if self.what == "read" {
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            StdIo.read(path)
+        }
+        fn open_append(&mut self, path: &Path) -> io::Result<Box<dyn LogFile>> {
+            StdIo.open_append(path)
+        }
+        fn create(&mut self, path: &Path) -> io::Result<Box<dyn LogFile>> {
+            StdIo.create(path)
+        }
+        fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+            StdIo.rename(from, to)
+        }
+        fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+            StdIo.sync_dir(dir)
+        }
+        fn create_dir(&mut self, dir: &Path) -> io::Result<()> {
+            if self.what == "mkdir" {
+                return Err(io::Error::from_raw_os_error(13));
+            }
+            StdIo.create_dir(dir)
+        }
+        fn lock(&mut self, path: &Path) -> io::Result<syncrepl_state::Lock> {
+            match self.what {
+                "lock" => Ok(syncrepl_state::Lock::Busy(Some(4242))),
+                "lock-io" => Err(io::Error::from_raw_os_error(37)),
+                _ => StdIo.lock(path),
+            }
+        }
+    }
+    let dir = temp_dir("refusing");
+    let (bytes, commits, _) = build(&dir);
+    for what in ["mkdir", "lock", "lock-io", "read"] {
+        let err = Mirror::open(
+            &dir,
+            spec(),
+            OpenOptions {
+                io: Box::new(Refusing { what }),
+                ..OpenOptions::default()
+            },
+        )
+        .expect_err(what);
+        match what {
+            "lock" => assert!(
+                matches!(
+                    err,
+                    Error::Locked {
+                        holder: Some(4242),
+                        ..
+                    }
+                ),
+                "{err}"
+            ),
+            _ => assert!(matches!(err, Error::Io { .. }), "{what}: {err}"),
+        }
+        assert_eq!(
+            std::fs::read(dir.join("state.log")).expect("log"),
+            bytes,
+            "{what}"
+        );
+    }
+    let err = Mirror::load_with(&dir, &mut Refusing { what: "read" }).expect_err("load");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    let loaded = Mirror::load_with(&dir, &mut Refusing { what: "none" }).expect("load");
+    assert_eq!(
+        content(&loaded),
+        commits.last().map(|(_, c)| c.clone()).expect("commits")
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -50,6 +50,10 @@ impl Mirror {
         wait: bool,
     ) -> Result<Delivered, DeliveryError> {
         self.check()?;
+        if !wait && self.refresh.is_some() && self.outbox.nothing_logged() {
+            // Within a refresh, between two batches: nothing to hand out or commit.
+            return Ok(Delivered::default());
+        }
         if wait && self.outbox.has_fresh() {
             self.guard(|m| m.commit(false, CommitSync::PerPolicy))?;
         }
