@@ -851,3 +851,63 @@ fn sequence_numbers_never_repeat_after_a_crash() {
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&crashed).ok();
 }
+
+/// A state written by the previous format (version 2: records without sequence numbers) opens as
+/// it was and is rewritten in the current format.
+#[test]
+fn a_format_2_state_is_read_and_rewritten() {
+    fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    fn frame(log: &mut Vec<u8>, body: &[u8]) {
+        log.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        log.extend_from_slice(body);
+        log.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    }
+    let s = spec();
+    let mut log = b"SYNCREPL".to_vec();
+    log.extend_from_slice(&2u32.to_le_bytes());
+    log.extend_from_slice(&0u64.to_le_bytes());
+    let mut search = vec![1u8, 2];
+    put(&mut search, s.base.as_bytes());
+    put(&mut search, s.filter.as_bytes());
+    search.extend_from_slice(&0u32.to_le_bytes());
+    frame(&mut log, &search);
+    let mut upsert = vec![2u8];
+    upsert.extend_from_slice(uuid(1).as_bytes());
+    put(&mut upsert, b"uid=a,dc=example,dc=com");
+    upsert.extend_from_slice(attrs(&[("cn", &["A"])]).as_ber());
+    frame(&mut log, &upsert);
+    let mut commit = vec![4u8];
+    commit.extend_from_slice(&2u64.to_le_bytes());
+    commit.extend_from_slice(&2u64.to_le_bytes());
+    commit.push(2 | 4);
+    put(&mut commit, b"c1");
+    put(&mut commit, b"ldap://127.0.0.1:389");
+    commit.extend_from_slice(&1_700_000_000u64.to_le_bytes());
+    commit.extend_from_slice(&0u64.to_le_bytes());
+    frame(&mut log, &commit);
+    let dir = temp_dir("format2");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("state.log"), &log).expect("write");
+    let mut m = Mirror::open(&dir, s.clone(), OpenOptions::default()).expect("open");
+    assert_eq!(m.cookie(), Some(&cookie("c1")));
+    assert_eq!(m.entries().len(), 1);
+    assert_eq!(m.undelivered(), 0, "old records are no changes to hand out");
+    let bytes = std::fs::read(dir.join("state.log")).expect("read");
+    assert_eq!(&bytes[8..12], &3u32.to_le_bytes(), "rewritten in format 3");
+    let log = sync(
+        &mut m,
+        Some("c1"),
+        vec![
+            add(2, "uid=b,dc=example,dc=com", "B"),
+            complete(RefreshPhase::Delete, "c2"),
+        ],
+    );
+    assert_eq!(log, ["2 add uid=b,dc=example,dc=com", "refresh done 2"]);
+    drop(m);
+    let m = Mirror::open(&dir, s, OpenOptions::default()).expect("reopen");
+    assert_eq!(m.entries().len(), 2);
+    std::fs::remove_dir_all(&dir).ok();
+}
