@@ -12,7 +12,7 @@ use syncrepl_mio::StopHandle;
 use syncrepl_state::FsyncPolicy;
 
 /// Longest pause between two looks at a pipe the reader has not emptied yet.
-const MAX_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_millis(1);
 
 /// What kind of file the changes go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl Destination {
     /// the reader going away.
     fn wait_until_read(&mut self) -> io::Result<()> {
         let fd = self.out.get_ref().as_fd();
-        let mut pause = Duration::from_micros(20);
+        let mut pause = Duration::from_micros(10);
         loop {
             if rustix::io::ioctl_fionread(fd)? == 0 {
                 return Ok(());
@@ -149,7 +149,7 @@ impl Destination {
                 ));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(MAX_PAUSE);
+            pause = (pause * 3 / 2).min(MAX_PAUSE);
         }
     }
 }

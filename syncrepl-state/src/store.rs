@@ -16,6 +16,11 @@ pub(crate) enum CommitSync {
     PerPolicy,
     /// As the policy says, but on another thread: [`Store::durable_len`] tells when it is done.
     Background,
+    /// Under [`FsyncPolicy::EveryCommit`], within a few milliseconds ([`Store::sync_due`]) or with
+    /// the next commit's sync, whichever comes first: for commits that only move the cookie and
+    /// the acknowledged number past changes already durable, so that a burst pays one fsync per
+    /// batch. Under the other policies, as they say.
+    Soon,
 }
 
 /// Receives what a store finds when it is opened.

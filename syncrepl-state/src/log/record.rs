@@ -42,7 +42,8 @@ pub(crate) fn min_commit(version: u32) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
     /// `fdatasync` at every commit: a commit that returned is on disk, and no change is handed to
-    /// the consumer before the record that logs it is on disk.
+    /// the consumer before the record that logs it is on disk. A commit that only moves the cookie
+    /// past changes the consumer acknowledged is synced within 5 ms or with the next commit.
     #[default]
     EveryCommit,
     /// Sync when the oldest unsynced commit is older than `max_delay` or `max_bytes` are unsynced;

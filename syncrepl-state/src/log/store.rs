@@ -4,7 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use syncrepl_proto::{AttributeList, EntryUuid};
 
@@ -21,6 +21,9 @@ use crate::store::{CommitSync, ReplaySink, Store};
 const WRITE_CHUNK: usize = 1 << 20;
 /// Bytes written between two background syncs of a long batch.
 const BACKGROUND_SYNC: u64 = 16 << 20;
+/// How long a [`CommitSync::Soon`] commit may wait for its fsync under
+/// [`FsyncPolicy::EveryCommit`].
+const SOON: Duration = Duration::from_millis(5);
 
 /// The log-backed store of a state directory.
 pub(crate) struct LogStore {
@@ -43,6 +46,8 @@ pub(crate) struct LogStore {
     background: Option<(JoinHandle<io::Result<()>>, u64)>,
     /// A background sync was asked for up to here while another was running.
     sync_wanted: u64,
+    /// Since when a [`CommitSync::Soon`] commit waits for its fsync.
+    soon: Option<Instant>,
     since_background: u64,
     /// A write of a full chunk running on another thread, so that copying it into the kernel
     /// overlaps with decoding the next entries. Anything else that touches the file waits for it
@@ -116,6 +121,7 @@ impl LogStore {
             unsynced_since: None,
             background: None,
             sync_wanted: 0,
+            soon: None,
             since_background: 0,
             writing: None,
             spare: Vec::new(),
@@ -334,7 +340,10 @@ impl Store for LogStore {
             FsyncPolicy::Os => false,
         };
         match sync {
-            CommitSync::PerPolicy if due => self.sync()?,
+            CommitSync::Soon if self.policy == FsyncPolicy::EveryCommit => {
+                self.soon.get_or_insert(now);
+            }
+            CommitSync::PerPolicy | CommitSync::Soon if due => self.sync()?,
             CommitSync::Background if due => {
                 if self.background.is_some() {
                     self.sync_wanted = self.file_len;
@@ -392,15 +401,20 @@ impl Store for LogStore {
         }
         self.synced_len = self.file_len;
         self.unsynced_since = None;
+        self.soon = None;
         Ok(())
     }
 
     fn sync_due(&self) -> Option<Instant> {
+        if self.committed_len <= self.synced_len {
+            return None;
+        }
         match self.policy {
-            FsyncPolicy::Group { max_delay, .. } if self.committed_len > self.synced_len => {
+            FsyncPolicy::Group { max_delay, .. } => {
                 self.unsynced_since.map(|since| since + max_delay)
             }
-            _ => None,
+            FsyncPolicy::EveryCommit => self.soon.map(|since| since + SOON),
+            FsyncPolicy::Os => None,
         }
     }
 
@@ -441,6 +455,7 @@ impl Store for LogStore {
         self.synced_len = total;
         self.buffer.clear();
         self.unsynced_since = None;
+        self.soon = None;
         self.since_background = 0;
         self.sync_wanted = 0;
         Ok(())

@@ -112,7 +112,7 @@ impl Mirror {
                     .map_err(|source| DeliveryError::Consumer { seq: None, source })?;
             }
             let cookie_changed = self.cookie != self.committed.cookie;
-            self.guard(|m| m.commit(true, CommitSync::Background))?;
+            self.guard(|m| m.commit(true, CommitSync::Soon))?;
             delivered.refresh_done = std::mem::take(&mut self.refresh_done);
             delivered.cookie_changed = cookie_changed;
             if cookie_changed {
@@ -121,7 +121,7 @@ impl Mirror {
                     .map_err(|source| DeliveryError::Consumer { seq: None, source })?;
             }
         } else if self.outbox.acked() > self.committed.acked && (wait || self.outbox.is_empty()) {
-            self.guard(|m| m.commit(false, CommitSync::Background))?;
+            self.guard(|m| m.commit(false, CommitSync::Soon))?;
         }
         Ok(delivered)
     }
