@@ -34,6 +34,11 @@ pub enum DeliveryError {
     },
 }
 
+/// A consumer failure outside `on_change` (a flush, a notification).
+fn not_on_a_change(source: ConsumerError) -> DeliveryError {
+    DeliveryError::Consumer { seq: None, source }
+}
+
 impl Mirror {
     /// Hands the consumer every change that is logged and durable and not yet acknowledged, then
     /// commits what its acknowledgement allows: a cookie whose changes are all acknowledged, the
@@ -54,10 +59,10 @@ impl Mirror {
             // Within a refresh, between two batches: nothing to hand out or commit.
             return Ok(Delivered::default());
         }
-        if wait && self.outbox.has_fresh() {
-            self.guard(|m| m.commit(false, CommitSync::PerPolicy))?;
-        }
         if wait {
+            if self.outbox.has_fresh() {
+                self.guard(|m| m.commit(false, CommitSync::PerPolicy))?;
+            }
             if let Some(offset) = self.outbox.last_stage() {
                 self.guard(|m| m.store.wait_durable(offset))?;
             }
@@ -95,7 +100,7 @@ impl Mirror {
             if let Err(source) = consumer.flush() {
                 let taken = consumer.acknowledged();
                 self.record_ack(taken, last_ok)?;
-                return Err(DeliveryError::Consumer { seq: None, source });
+                return Err(not_on_a_change(source));
             }
             self.outbox.ack(last);
         }
@@ -109,7 +114,7 @@ impl Mirror {
             if self.refresh_done {
                 consumer
                     .on_refresh_done(&self.entries)
-                    .map_err(|source| DeliveryError::Consumer { seq: None, source })?;
+                    .map_err(not_on_a_change)?;
             }
             let cookie_changed = self.cookie != self.committed.cookie;
             self.guard(|m| m.commit(true, CommitSync::Soon))?;
@@ -118,7 +123,7 @@ impl Mirror {
             if cookie_changed {
                 consumer
                     .on_cookie(self.committed.cookie.as_ref())
-                    .map_err(|source| DeliveryError::Consumer { seq: None, source })?;
+                    .map_err(not_on_a_change)?;
             }
         } else if self.outbox.acked() > self.committed.acked && (wait || self.outbox.is_empty()) {
             self.guard(|m| m.commit(false, CommitSync::Soon))?;
