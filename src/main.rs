@@ -255,6 +255,13 @@ fn status(args: &StatusArgs) -> i32 {
         s.cookie
             .map_or_else(|| "none".to_owned(), |c| c.to_string())
     );
+    if let Some(raw) = s
+        .server_cookie
+        .as_ref()
+        .filter(|raw| Some(*raw) != s.cookie.as_ref())
+    {
+        println!("server sent:  {raw}");
+    }
     if s.needs_reload {
         println!("next sync:    full reload (the server required a refresh)");
     }

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod ber;
+mod cookie;
 mod entry;
 mod error;
 mod filter;
@@ -26,6 +27,7 @@ pub mod sync;
 mod types;
 pub mod wire;
 
+pub use cookie::{Csn, SlapdCookie};
 pub use entry::{Attribute, AttributeList, Attributes, SyncEntry, Values};
 pub use error::{DecodeError, Error, Violation};
 pub use filter::{parse_filter, FilterError};

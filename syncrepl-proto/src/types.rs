@@ -72,7 +72,9 @@ pub struct ParseUuidError;
 
 /// A syncCookie: opaque server state that lets the next sync resume where this one stopped (RFC 4533 §2.1).
 ///
-/// The client stores it and sends it back unchanged; it is never interpreted.
+/// The client stores it and sends it back. Only slapd's is read, to keep the CSN of every
+/// serverID in multi-provider replication ([`Cookie::merge`], [`SlapdCookie`](crate::SlapdCookie));
+/// every other server's stays opaque.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Cookie(pub Bytes);
 

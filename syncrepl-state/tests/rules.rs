@@ -911,3 +911,65 @@ fn a_format_2_state_is_read_and_rewritten() {
     assert_eq!(m.entries().len(), 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// slapd multi-provider: the persist stage's cookies carry one server's CSN each; the mirror keeps
+/// the newest CSN of every serverID, never sends a sid back, and keeps the raw cookie for status.
+#[test]
+fn slapd_cookies_are_merged_per_server_id_and_survive_a_reopen() {
+    const A1: &str = "20261201101010.000001Z#000000#001#000000";
+    const A2: &str = "20261201101011.000000Z#000000#001#000000";
+    const B1: &str = "20261201101009.000000Z#000000#002#000000";
+    const B2: &str = "20261201101012.000000Z#000000#002#000000";
+    let dir = temp_dir("slapd-cookies");
+    let mut m = Mirror::open(&dir, spec(), OpenOptions::default()).expect("open");
+    initial(&mut m);
+    m.begin_refresh(&request(None, SyncMode::RefreshAndPersist))
+        .expect("begin");
+    let mut log = Log::default();
+    m.apply(Event::RefreshComplete {
+        phase: RefreshPhase::Delete,
+        cookie: Some(cookie(&format!("rid=000,sid=001,csn={A1};{B1}"))),
+        persist: true,
+    })
+    .expect("done");
+    m.deliver(&mut log, true).expect("deliver");
+    assert_eq!(m.cookie(), Some(&cookie(&format!("rid=000,csn={A1};{B1}"))));
+    let changes = [
+        (5, "uid=e", format!("rid=000,sid=001,csn={B2}")),
+        (6, "uid=f", format!("rid=000,sid=001,csn={A2}")),
+        (7, "uid=g", format!("rid=000,sid=001,csn={B1}")),
+    ];
+    for (n, uid, c) in &changes {
+        m.apply(entry(
+            SyncState::Add,
+            *n,
+            &format!("{uid},dc=example,dc=com"),
+            attrs(&[("cn", &[uid])]),
+            Some(c),
+        ))
+        .expect("add");
+        m.deliver(&mut log, true).expect("deliver");
+    }
+    let merged = cookie(&format!("rid=000,csn={A2};{B2}"));
+    assert_eq!(m.cookie(), Some(&merged));
+    let status = m.status();
+    assert_eq!(status.cookie.as_ref(), Some(&merged));
+    assert_eq!(status.server_cookie, Some(cookie(&changes[2].2)));
+    drop(m);
+    let m = Mirror::open(&dir, spec(), OpenOptions::default()).expect("reopen");
+    assert_eq!(m.cookie(), Some(&merged));
+    assert_eq!(m.status().server_cookie, Some(cookie(&changes[2].2)));
+    drop(m);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Any other server's cookie is kept as it came, even after one of slapd's.
+#[test]
+fn other_cookies_replace_what_was_held() {
+    let mut m = Mirror::in_memory(spec());
+    initial(&mut m);
+    let ds = "127.0.0.1:389#cn=directory manager:dc=example,dc=com:(objectClass=*)#17";
+    sync(&mut m, Some("c1"), vec![complete(RefreshPhase::Delete, ds)]);
+    assert_eq!(m.cookie(), Some(&cookie(ds)));
+    assert_eq!(m.status().server_cookie, Some(cookie(ds)));
+}

@@ -30,6 +30,9 @@ pub(crate) const KIND_RESERVE: u8 = 5;
 const FLAG_RELOAD: u8 = 1;
 const FLAG_COOKIE: u8 = 2;
 const FLAG_SETTLED: u8 = 4;
+/// The commit ends with the cookie as the server last sent it, which differs from the cookie kept
+/// (slapd's, merged per serverID). Readers of format 3 that predate it refuse the flag.
+const FLAG_SERVER_COOKIE: u8 = 8;
 
 /// The smallest commit body of a format version: kind, next_seq, reserved, (acked,) flags, two
 /// empty strings, last_change, synced length.
@@ -75,6 +78,9 @@ pub(crate) struct CommitInfo {
     /// Whether the cookie covers every committed entry; if not, entries upserted since the last
     /// settled commit are suspects for the next refresh to confirm.
     pub(crate) settled: bool,
+    /// The cookie as the server last sent it, when it differs from `cookie` (which is slapd's
+    /// merged CSN set); kept for diagnosis only.
+    pub(crate) server_cookie: Option<Cookie>,
     /// The server last synced from (an URL without credentials).
     pub(crate) server: String,
     /// Unix time of the last change applied, in seconds.
@@ -164,6 +170,9 @@ fn encode_body(record: &Record, out: &mut Vec<u8>) {
             if info.settled {
                 flags |= FLAG_SETTLED;
             }
+            if info.server_cookie.is_some() {
+                flags |= FLAG_SERVER_COOKIE;
+            }
             out.push(flags);
             put_bytes(
                 out,
@@ -175,6 +184,9 @@ fn encode_body(record: &Record, out: &mut Vec<u8>) {
             put_bytes(out, info.server.as_bytes());
             out.extend_from_slice(&info.last_change.to_le_bytes());
             out.extend_from_slice(&synced_len.to_le_bytes());
+            if let Some(raw) = &info.server_cookie {
+                put_bytes(out, raw.as_bytes());
+            }
         }
         Record::Reserve(limit) => {
             out.push(KIND_RESERVE);
@@ -320,13 +332,19 @@ pub(crate) fn decode_body(body: &[u8], version: u32) -> Option<Record> {
             let reserved = c.u64()?;
             let acked = if v3 { c.u64()? } else { 0 };
             let flags = c.u8()?;
-            if flags & !(FLAG_RELOAD | FLAG_COOKIE | FLAG_SETTLED) != 0 {
+            let known = FLAG_RELOAD | FLAG_COOKIE | FLAG_SETTLED | FLAG_SERVER_COOKIE;
+            if flags & !known != 0 || (!v3 && flags & FLAG_SERVER_COOKIE != 0) {
                 return None;
             }
             let cookie = c.bytes()?;
             let server = c.string()?;
             let last_change = c.u64()?;
             let synced_len = c.u64()?;
+            let server_cookie = if flags & FLAG_SERVER_COOKIE != 0 {
+                Some(Cookie::from(c.bytes()?))
+            } else {
+                None
+            };
             Record::Commit {
                 info: CommitInfo {
                     next_seq,
@@ -335,6 +353,7 @@ pub(crate) fn decode_body(body: &[u8], version: u32) -> Option<Record> {
                     cookie: (flags & FLAG_COOKIE != 0).then(|| Cookie::from(cookie)),
                     needs_reload: flags & FLAG_RELOAD != 0,
                     settled: flags & FLAG_SETTLED != 0,
+                    server_cookie,
                     server,
                     last_change,
                 },
@@ -403,6 +422,7 @@ mod tests {
                     cookie: Some(Cookie::from(b"rid=000,csn=x".as_slice())),
                     needs_reload: true,
                     settled: true,
+                    server_cookie: Some(Cookie::from(b"rid=000,sid=001,csn=x".as_slice())),
                     server: "ldap://127.0.0.1:389".into(),
                     last_change: 1_700_000_000,
                 },

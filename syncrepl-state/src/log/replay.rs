@@ -292,6 +292,7 @@ mod tests {
                 cookie: Some(Cookie::from(b"rid=000,csn=x".as_slice())),
                 needs_reload: true,
                 settled: true,
+                server_cookie: None,
                 server: "ldap://127.0.0.1:389".into(),
                 last_change: 1_700_000_000,
             },

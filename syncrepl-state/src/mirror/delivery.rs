@@ -109,6 +109,7 @@ impl Mirror {
             && self.cookie_seq == self.seq.next
             && (self.refresh_done
                 || self.cookie != self.committed.cookie
+                || self.server_cookie != self.committed.server_cookie
                 || self.needs_reload != self.committed.needs_reload);
         if settled_ok {
             if self.refresh_done {

@@ -71,8 +71,11 @@ pub struct Status {
     pub search: SearchSpec,
     /// The server last used.
     pub server: String,
-    /// The committed cookie.
+    /// The committed cookie: what the next sync sends (for slapd, the CSN set merged per
+    /// serverID, without `sid`).
     pub cookie: Option<Cookie>,
+    /// The cookie as the server last sent it with the committed state, for diagnosis.
+    pub server_cookie: Option<Cookie>,
     /// Whether the next sync reloads everything.
     pub needs_reload: bool,
     /// Committed entries.
@@ -139,8 +142,11 @@ pub struct Mirror {
     spec: SearchSpec,
     committed: CommitInfo,
     seq: Sequence,
-    /// The newest cookie received, not necessarily committed.
+    /// The newest cookie kept, not necessarily committed: what the server sent, or for slapd
+    /// the CSN set merged with it ([`Cookie::merge`]).
     cookie: Option<Cookie>,
+    /// The newest cookie as the server sent it, when it differs from `cookie`.
+    server_cookie: Option<Cookie>,
     /// The sequence number the next change had when `cookie` arrived: the cookie covers the
     /// changes below it.
     cookie_seq: u64,
@@ -178,6 +184,7 @@ impl Mirror {
             },
             seq: Sequence::starting_at(1),
             cookie: None,
+            server_cookie: None,
             cookie_seq: 1,
             needs_reload: false,
             refresh_done: false,
@@ -213,7 +220,15 @@ impl Mirror {
         committed.reserved = committed.next_seq;
         mirror.seq = Sequence::starting_at(mirror.committed.next_seq);
         mirror.outbox = Outbox::restored(unacked, mirror.committed.acked);
+        // A state written before slapd's cookies were merged may hold one with a sid: never send
+        // that back.
+        mirror.committed.cookie = mirror
+            .committed
+            .cookie
+            .take()
+            .map(|c| Cookie::merge(None, c));
         mirror.cookie = mirror.committed.cookie.clone();
+        mirror.server_cookie = mirror.committed.server_cookie.clone();
         mirror.cookie_seq = mirror.seq.next;
         mirror.needs_reload = mirror.committed.needs_reload;
         mirror.server = mirror.committed.server.clone();
@@ -413,6 +428,11 @@ impl Mirror {
             search: self.spec.clone(),
             server: self.committed.server.clone(),
             cookie: self.committed.cookie.clone(),
+            server_cookie: self
+                .committed
+                .server_cookie
+                .clone()
+                .or_else(|| self.committed.cookie.clone()),
             needs_reload: self.committed.needs_reload,
             entries: self.entries.len(),
             unconfirmed: self.suspects.len(),
@@ -472,6 +492,11 @@ impl Mirror {
                 self.needs_reload
             } else {
                 self.committed.needs_reload
+            },
+            server_cookie: if settled {
+                self.server_cookie.clone()
+            } else {
+                self.committed.server_cookie.clone()
             },
             settled,
             server: self.server.clone(),

@@ -59,6 +59,7 @@ impl Mirror {
         self.check()?;
         self.refresh = None;
         self.cookie = None;
+        self.server_cookie = None;
         self.needs_reload = true;
         self.cookie_seq = self.seq.next;
         self.guard(|m| m.commit(true, CommitSync::PerPolicy))
@@ -74,6 +75,7 @@ impl Mirror {
             self.guard(|m| m.commit(false, CommitSync::PerPolicy))?;
         }
         self.cookie = self.committed.cookie.clone();
+        self.server_cookie = self.committed.server_cookie.clone();
         self.needs_reload = self.committed.needs_reload;
         self.cookie_seq = self.seq.next;
         self.refresh_done = false;
@@ -163,9 +165,12 @@ impl Mirror {
     /// A cookie (RFC 4533 §3.4: it "represents the state of the content"). In the persist stage
     /// it covers the changes before it; in a refresh it is kept for the end (a cookie in the
     /// middle of a present phase describes a content the mirror does not have yet). Either way
-    /// it is committed only once the consumer has acknowledged those changes.
+    /// it is committed only once the consumer has acknowledged those changes. slapd's cookies
+    /// are merged into the CSN set held, per serverID ([`Cookie::merge`]).
     fn new_cookie(&mut self, cookie: Cookie) {
-        self.cookie = Some(cookie);
+        let kept = Cookie::merge(self.cookie.as_ref(), cookie.clone());
+        self.server_cookie = (kept != cookie).then_some(cookie);
+        self.cookie = Some(kept);
         if self.refresh.is_none() {
             self.cookie_seq = self.seq.next;
         }
