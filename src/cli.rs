@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use syncrepl_mio::{ConnectOptions, Credentials, LdapUrl, RetrySchedule, SyncOptions};
+use syncrepl_mio::{ConnectOptions, Credentials, Endpoint, LdapUrl, RetrySchedule, SyncOptions};
 use syncrepl_proto::{Scope, SyncMode, SyncRequest};
 
 /// Keep a live local copy of an LDAP directory with RFC 4533 Content Synchronization.
@@ -65,7 +65,13 @@ pub struct WatchArgs {
     /// LDAP URL (RFC 4516) of the search to mirror, e.g.
     /// `ldap://127.0.0.1/ou=people,dc=example,dc=com??sub?(objectClass=inetOrgPerson)`.
     /// The scope defaults to `base` as RFC 4516 says; write `??sub` for a subtree.
-    pub url: String,
+    ///
+    /// Several servers with the same content (multi-provider replication) may follow, as further
+    /// arguments or in the same one separated by spaces (`"ldap://a/… ldap://b"`, like
+    /// `ldapsearch -H`): each only `scheme://host:port`, or the same URL with another scheme, host
+    /// or port. When the server in use is down, the next one is tried, with the same state.
+    #[arg(required = true, num_args = 1.., value_name = "URL")]
+    pub url: Vec<String>,
     /// Directory holding the mirror (created if missing). Without it the mirror lives in memory
     /// only, and every run starts with a full refresh.
     #[arg(long)]
@@ -170,9 +176,9 @@ pub enum ArgsError {
 }
 
 impl WatchArgs {
-    /// The URL, checked.
-    pub fn ldap_url(&self) -> Result<LdapUrl, ArgsError> {
-        Ok(self.url.parse::<LdapUrl>()?)
+    /// The first URL, checked, and the other servers.
+    pub fn ldap_urls(&self) -> Result<(LdapUrl, Vec<Endpoint>), ArgsError> {
+        Ok(LdapUrl::parse_many(&self.url.join(" "))?)
     }
 
     fn password(&self, url: &LdapUrl) -> Result<Option<String>, ArgsError> {
@@ -191,7 +197,7 @@ impl WatchArgs {
 
     /// The runtime options these arguments describe.
     pub fn sync_options(&self) -> Result<SyncOptions, ArgsError> {
-        let url = self.ldap_url()?;
+        let (url, failover) = self.ldap_urls()?;
         let mut connect = ConnectOptions::new(url.endpoint.clone());
         connect.start_tls = self.starttls || url.start_tls;
         connect.tls.ca_file = self.ca_file.clone();
@@ -227,6 +233,7 @@ impl WatchArgs {
             self.retry.parse()?
         };
         let mut options = SyncOptions::new(connect, request);
+        options.failover = failover;
         options.retry = retry;
         options.reload_on_refresh_required = !self.no_reload;
         Ok(options)
@@ -279,6 +286,25 @@ mod tests {
         );
         assert_eq!(o.retry.base_delay(1), Some(Duration::from_secs(1)));
         assert_eq!(o.retry.base_delay(2), None);
+        assert!(o.failover.is_empty());
+    }
+
+    #[test]
+    fn several_servers_as_arguments_or_in_one() {
+        for args in [
+            vec!["ldap://a/o=x??sub", "ldap://b:1389", "ldaps://c/o=x??sub"],
+            vec!["ldap://a/o=x??sub ldap://b:1389", "ldaps://c/o=x??sub"],
+        ] {
+            let mut args = args;
+            args.extend(["--state", "s"]);
+            let o = watch(&args).sync_options().expect("valid");
+            assert_eq!(o.connect.endpoint.to_string(), "ldap://a:389");
+            let others: Vec<String> = o.failover.iter().map(|e| e.to_string()).collect();
+            assert_eq!(others, ["ldap://b:1389", "ldaps://c:636"]);
+            assert_eq!(o.request.scope, Scope::Subtree);
+        }
+        let bad = watch(&["ldap://a/o=x??sub", "ldap://b/o=y??sub", "--state", "s"]);
+        assert!(matches!(bad.sync_options(), Err(ArgsError::Url(_))));
     }
 
     #[test]

@@ -253,6 +253,7 @@ fn status(args: &StatusArgs) -> i32 {
     println!(
         "cookie:       {}",
         s.cookie
+            .as_ref()
             .map_or_else(|| "none".to_owned(), |c| c.to_string())
     );
     if let Some(raw) = s

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use syncrepl_mio::{Outcome, StopHandle, SyncOptions, SyncSink};
+use syncrepl_mio::{Endpoint, Outcome, StopHandle, SyncOptions, SyncSink};
 use syncrepl_proto::{ContentEvent, Cookie, SyncRequest};
 use syncrepl_state::{Consumer, DeliveryError, Mirror};
 
@@ -48,7 +48,6 @@ pub fn run<C: Consumer + ?Sized>(
     let mut sink = MirrorSink {
         mirror,
         consumer,
-        server: options.connect.endpoint.to_string(),
         failed: false,
         staged: Instant::now(),
     };
@@ -73,8 +72,6 @@ const DURABLE_POLL: Duration = Duration::from_millis(2);
 struct MirrorSink<'a, C: Consumer + ?Sized> {
     mirror: &'a mut Mirror,
     consumer: &'a mut C,
-    /// The server as it is recorded in the state (an URL without credentials).
-    server: String,
     /// The consumer failed: it is not called again in this run.
     failed: bool,
     /// When changes were last logged during a refresh.
@@ -107,8 +104,13 @@ impl<C: Consumer + ?Sized> SyncSink for MirrorSink<'_, C> {
         self.mirror.needs_reload()
     }
 
-    fn on_connected(&mut self, authz_id: Option<&str>) -> Result<(), DeliveryError> {
-        self.mirror.set_server(&self.server);
+    fn on_connected(
+        &mut self,
+        server: &Endpoint,
+        authz_id: Option<&str>,
+    ) -> Result<(), DeliveryError> {
+        // An URL without credentials, recorded with the next commit for `status`.
+        self.mirror.set_server(&server.to_string());
         self.consumer.on_bind(authz_id).map_err(|source| {
             self.failed = true;
             DeliveryError::Consumer { seq: None, source }

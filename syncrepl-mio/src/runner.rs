@@ -1,5 +1,6 @@
 //! Keeping a sink in step with the server: connect, sync, reconnect, stop.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use syncrepl_proto::{ContentEvent, Cookie, Event, ResultCode, Stage, SyncMode, SyncRequest};
@@ -8,6 +9,7 @@ use crate::connection::{ConnectOptions, Connection, Wake};
 use crate::error::Error;
 use crate::retry::RetrySchedule;
 use crate::stop::StopHandle;
+use crate::url::Endpoint;
 
 /// What the runner feeds: usually a `syncrepl-state` mirror and its consumer (the `syncrepl`
 /// facade joins them).
@@ -24,8 +26,12 @@ pub trait SyncSink {
         false
     }
 
-    /// The connection is open and bound; `authz_id` is what Who am I? said, if asked.
-    fn on_connected(&mut self, _authz_id: Option<&str>) -> Result<(), Self::Error> {
+    /// The connection to `server` is open and bound; `authz_id` is what Who am I? said, if asked.
+    fn on_connected(
+        &mut self,
+        _server: &Endpoint,
+        _authz_id: Option<&str>,
+    ) -> Result<(), Self::Error> {
         Ok(())
     }
 
@@ -68,6 +74,11 @@ pub trait SyncSink {
 pub struct SyncOptions {
     /// Where and how to connect.
     pub connect: ConnectOptions,
+    /// Further servers holding the same content (OpenLDAP multi-provider replication, replicas):
+    /// when a server cannot be reached or the connection is lost, the next one in the list (after
+    /// `connect.endpoint`) is tried at once, with the same cookie; when every one has failed in
+    /// a row, the retry schedule waits before the next round.
+    pub failover: Vec<Endpoint>,
     /// The search (base, scope, filter, attributes, mode); its cookie and reloadHint are filled in
     /// from the sink on every connection.
     pub request: SyncRequest,
@@ -83,6 +94,7 @@ impl SyncOptions {
     pub fn new(connect: ConnectOptions, request: SyncRequest) -> SyncOptions {
         SyncOptions {
             connect,
+            failover: Vec::new(),
             request,
             retry: RetrySchedule::default(),
             reload_on_refresh_required: true,
@@ -101,20 +113,26 @@ pub enum Outcome {
 
 /// Runs the sync until it is done (refreshOnly), stopped, or fails with an error that retrying
 /// cannot fix. Connection losses, server restarts and notices of disconnection are retried on
-/// `options.retry`, resuming from the sink's cookie.
+/// `options.retry`, resuming from the sink's cookie, on the next server of
+/// [`SyncOptions::failover`] if there are several.
 pub fn run<S: SyncSink>(
     options: &SyncOptions,
     sink: &mut S,
     stop: &StopHandle,
 ) -> Result<Outcome, Error> {
+    let servers: Vec<&Endpoint> = std::iter::once(&options.connect.endpoint)
+        .chain(&options.failover)
+        .collect();
+    let mut current = 0;
     let mut attempt = 0u32;
     let mut reloads_in_a_row = 0u32;
+    let mut failed_in_a_row = 0;
     loop {
         if stop.is_stopped() {
             return Ok(Outcome::Stopped);
         }
         let mut progressed = false;
-        match run_once(options, sink, stop, &mut progressed) {
+        match run_once(options, servers[current], sink, stop, &mut progressed) {
             Ok(outcome) => return Ok(outcome),
             Err(Error::RefreshRequired) if options.reload_on_refresh_required => {
                 reloads_in_a_row += 1;
@@ -128,6 +146,22 @@ pub fn run<S: SyncSink>(
                 if progressed {
                     attempt = 0;
                     reloads_in_a_row = 0;
+                    failed_in_a_row = 0;
+                }
+                failed_in_a_row += 1;
+                if servers.len() > 1 {
+                    let next = (current + 1) % servers.len();
+                    tracing::warn!(
+                        error = %e,
+                        from = %servers[current],
+                        to = %servers[next],
+                        "server unavailable; switching to the next one"
+                    );
+                    current = next;
+                    if failed_in_a_row < servers.len() {
+                        continue;
+                    }
+                    failed_in_a_row = 0;
                 }
                 let Some(delay) = options.retry.delay(attempt) else {
                     return Err(e);
@@ -149,14 +183,24 @@ fn sink_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
 
 fn run_once<S: SyncSink>(
     options: &SyncOptions,
+    server: &Endpoint,
     sink: &mut S,
     stop: &StopHandle,
     progressed: &mut bool,
 ) -> Result<Outcome, Error> {
-    let mut conn = Connection::open(&options.connect, stop).inspect_err(|_| {
+    let connect = if *server == options.connect.endpoint {
+        Cow::Borrowed(&options.connect)
+    } else {
+        Cow::Owned(ConnectOptions {
+            endpoint: server.clone(),
+            ..options.connect.clone()
+        })
+    };
+    let mut conn = Connection::open(&connect, stop).inspect_err(|_| {
         stop.set_waker(None);
     })?;
-    let result = sync_on(&mut conn, options, sink, progressed);
+    tracing::info!(%server, "connected");
+    let result = sync_on(&mut conn, server, options, sink, progressed);
     if result.is_err() {
         let _ = sink.on_interrupted();
     }
@@ -166,11 +210,13 @@ fn run_once<S: SyncSink>(
 
 fn sync_on<S: SyncSink>(
     conn: &mut Connection,
+    server: &Endpoint,
     options: &SyncOptions,
     sink: &mut S,
     progressed: &mut bool,
 ) -> Result<Outcome, Error> {
-    sink.on_connected(conn.authz_id()).map_err(sink_error)?;
+    sink.on_connected(server, conn.authz_id())
+        .map_err(sink_error)?;
     let mut request = options.request.clone();
     request.cookie = sink.cookie();
     request.reload_hint = sink.wants_reload();

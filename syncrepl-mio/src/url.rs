@@ -247,6 +247,46 @@ impl LdapUrl {
         Ok(url)
     }
 
+    /// Parses several URLs for one search, separated by whitespace as `ldapsearch -H "ldap://a
+    /// ldap://b"` takes them: servers holding the same content (multi-provider replication),
+    /// tried in turn. The first says what to search; each further one is either only
+    /// `scheme://host[:port]` or the same URL with another scheme, host or port. Returns the
+    /// first URL and the endpoints of the others.
+    pub fn parse_many(text: &str) -> Result<(LdapUrl, Vec<Endpoint>), UrlError> {
+        let mut words = text
+            .split_whitespace()
+            .map(|w| (w, w.as_ptr() as usize - text.as_ptr() as usize));
+        let (first, at) = words.next().ok_or_else(|| err(0, "no URL given"))?;
+        let shift = |e: UrlError, at: usize| err(e.position + at, e.reason);
+        let url = LdapUrl::parse(first).map_err(|e| shift(e, at))?;
+        let mut others = Vec::new();
+        for (word, at) in words {
+            let other = LdapUrl::parse(word).map_err(|e| shift(e, at))?;
+            let bare = word
+                .split_once("://")
+                .map(|(_, rest)| rest.strip_suffix('/').unwrap_or(rest))
+                .is_some_and(|hostport| !hostport.contains(['/', '?']));
+            let same_search = other.base == url.base
+                && other.attributes == url.attributes
+                && other.scope == url.scope
+                && other.filter == url.filter
+                && other.bind_dn == url.bind_dn
+                && other.bind_password == url.bind_password
+                && other.start_tls == url.start_tls;
+            if !bare && !same_search {
+                return Err(err(
+                    at,
+                    "a further URL may differ from the first only in scheme, host and port                      (or give only scheme://host:port)",
+                ));
+            }
+            if other.endpoint == url.endpoint || others.contains(&other.endpoint) {
+                return Err(err(at, format!("{} is given twice", other.endpoint)));
+            }
+            others.push(other.endpoint);
+        }
+        Ok((url, others))
+    }
+
     fn extensions(&mut self, text: &str, mut at: usize) -> Result<(), UrlError> {
         for ext in text.split(',') {
             let start = at;
@@ -420,5 +460,44 @@ mod tests {
             }
         }
         assert!(LdapUrl::parse("ldap://x/o=x????x-unknown=1").is_ok());
+    }
+
+    #[test]
+    fn several_servers_for_one_search() {
+        let (url, others) = LdapUrl::parse_many(
+            "ldap://a:1389/dc=example,dc=com??sub?(cn=*)  ldaps://b ldap://c:3/dc=example,dc=com??sub?(cn=*)\n",
+        )
+        .expect("valid");
+        assert_eq!(url.base, "dc=example,dc=com");
+        assert_eq!(url.scope, Scope::Subtree);
+        assert_eq!(
+            others,
+            [
+                Endpoint::Ldaps {
+                    host: "b".into(),
+                    port: 636
+                },
+                Endpoint::Ldap {
+                    host: "c".into(),
+                    port: 3
+                }
+            ]
+        );
+        let (_, others) = LdapUrl::parse_many("ldap://a/o=x ldap://b/").expect("bare with a slash");
+        assert_eq!(others.len(), 1);
+        let cases = [
+            ("", 0),
+            ("ldap://a/o=x ldap://b/o=y", 13),
+            ("ldap://a/o=x??sub ldap://b/o=x??one", 18),
+            ("ldap://a/o=x ldap://b/o=x????StartTLS", 13),
+            ("ldap://a/o=x ldap://a:389", 13),
+            ("ldap://a/o=x ldap://b:0", 22),
+        ];
+        for (text, position) in cases {
+            match LdapUrl::parse_many(text) {
+                Err(e) => assert_eq!(e.position, position, "{text}: {e}"),
+                Ok(u) => panic!("{text} parsed as {u:?}"),
+            }
+        }
     }
 }
