@@ -1,7 +1,9 @@
 //! Test fixtures for syncrepl's end-to-end tests: a throwaway OpenLDAP slapd with the syncprov
 //! overlay on 127.0.0.1 (TLS with certificates made in process, ldapi, SASL EXTERNAL, sample
 //! people, helpers that change the directory with the OpenLDAP tools), started and stopped by
-//! PID, and a scripted proxy that makes the real server misbehave on purpose.
+//! PID, two or more such servers in multi-provider replication with each other
+//! ([`Providers`], serverID 1, 2, … with the same data), and a scripted proxy that makes the real
+//! server misbehave on purpose.
 //!
 //! ```no_run
 //! use syncrepl_testkit::slapd::{Scope, Slapd};
@@ -20,8 +22,10 @@
 mod certs;
 pub mod dirsrv;
 pub mod ldif;
+pub mod multiprovider;
 pub mod proxy;
 pub mod slapd;
 mod tools;
 
-pub use slapd::{Bind, Error, Options, Output, ReplicaOf, Scope, Slapd, Transport};
+pub use multiprovider::Providers;
+pub use slapd::{Bind, Error, Options, Output, Peer, ReplicaOf, Scope, Slapd, Transport};

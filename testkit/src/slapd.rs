@@ -98,6 +98,15 @@ pub enum Error {
         /// What it wrote to stderr.
         output: String,
     },
+    /// Multi-provider servers did not come to agree within the time given; `detail` shows what
+    /// each one reported last.
+    #[error("the providers did not converge within {after:?}:\n{detail}")]
+    NotConverged {
+        /// The time they were given.
+        after: Duration,
+        /// Each provider's last answer, one per line.
+        detail: String,
+    },
     /// An LDAP tool exited with an error.
     #[error("{tool} exited with code {code:?}: {stderr}")]
     Tool {
@@ -157,6 +166,24 @@ pub struct Options {
     /// Makes the server an OpenLDAP replica of another one: its database starts empty (nothing is
     /// loaded) and slapd's own syncrepl consumer fills it. `None` (the default) for a provider.
     pub replica_of: Option<ReplicaOf>,
+    /// This server's `serverID` (1 to 4095), needed for multi-provider replication: it is written
+    /// to the global section, and the initial load's entryCSNs and contextCSN carry it
+    /// (`slapadd -S N`). `None` (the default) for serverID 0.
+    pub server_id: Option<u32>,
+    /// The other providers this one replicates from in multi-provider mode (`multiprovider on`),
+    /// one syncrepl consumer each, bound as the rootdn. Empty by default; see
+    /// [`crate::multiprovider::Providers`], which fills it in.
+    pub peers: Vec<Peer>,
+}
+
+/// A provider that a multi-provider server ([`Options::peers`]) replicates from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The consumer's replica ID (1 to 999), unique among this server's peers; the fixture uses
+    /// the peer's serverID.
+    pub rid: u32,
+    /// The peer's URL, e.g. `ldap://127.0.0.1:PORT`.
+    pub provider: String,
 }
 
 /// Where a replica ([`Options::replica_of`]) replicates from, with a simple bind.
@@ -187,6 +214,8 @@ impl Default for Options {
             start_timeout: Duration::from_secs(30),
             tool_timeout: Duration::from_secs(120),
             replica_of: None,
+            server_id: None,
+            peers: Vec::new(),
         }
     }
 }
@@ -261,6 +290,20 @@ impl Options {
     /// Sets [`Options::replica_of`].
     pub fn replica_of(mut self, provider: ReplicaOf) -> Self {
         self.replica_of = Some(provider);
+        self
+    }
+
+    /// Sets [`Options::server_id`].
+    pub fn server_id(mut self, id: u32) -> Self {
+        self.server_id = Some(id);
+        self
+    }
+    /// Adds a multi-provider peer to [`Options::peers`].
+    pub fn peer(mut self, rid: u32, provider: impl Into<String>) -> Self {
+        self.peers.push(Peer {
+            rid,
+            provider: provider.into(),
+        });
         self
     }
 
@@ -352,6 +395,37 @@ impl Options {
                 ));
             }
         }
+        if self.server_id.is_some_and(|id| !(1..=4095).contains(&id)) {
+            return Err(Error::Options(format!(
+                "serverID {:?} is not between 1 and 4095",
+                self.server_id
+            )));
+        }
+        if !self.peers.is_empty() {
+            if self.server_id.is_none() || self.replica_of.is_some() || !self.syncprov {
+                return Err(Error::Options(
+                    "a multi-provider server needs a serverID and syncprov, and is no plain replica"
+                        .into(),
+                ));
+            }
+            let mut rids: Vec<u32> = self.peers.iter().map(|p| p.rid).collect();
+            rids.sort_unstable();
+            rids.dedup();
+            if rids.len() != self.peers.len() || rids.iter().any(|r| !(1..=999).contains(r)) {
+                return Err(Error::Options(
+                    "the peers' rids must be distinct and between 1 and 999".into(),
+                ));
+            }
+            if self
+                .peers
+                .iter()
+                .any(|p| p.provider.is_empty() || p.provider.contains(['"', '\n', '\\', ' ']))
+            {
+                return Err(Error::Options(
+                    "a peer's URL has characters this fixture does not quote".into(),
+                ));
+            }
+        }
         if self.suffix.contains(['"', '\n', '\\']) {
             return Err(Error::Options(format!(
                 "the suffix {:?} has characters this fixture does not quote",
@@ -382,6 +456,9 @@ impl Options {
              sizelimit unlimited\ntimelimit unlimited\ntool-threads 1",
             self.loglevel
         );
+        if let Some(id) = self.server_id {
+            let _ = writeln!(c, "serverID {id}");
+        }
         if self.tls {
             let _ = writeln!(
                 c,
@@ -429,6 +506,18 @@ impl Options {
                  bindmethod=simple binddn=\"{}\" credentials={}",
                 r.provider, r.bind_dn, r.password
             );
+        }
+        for peer in &self.peers {
+            let _ = writeln!(
+                c,
+                "syncrepl rid={:03} provider={} type=refreshAndPersist retry=\"1 +\"\n  \
+                 searchbase=\"{suffix}\" scope=sub schemachecking=off\n  \
+                 bindmethod=simple binddn=\"{admin}\" credentials={ADMIN_PW}",
+                peer.rid, peer.provider
+            );
+        }
+        if !self.peers.is_empty() {
+            c.push_str("multiprovider on\n");
         }
         if self.syncprov {
             let _ = writeln!(
@@ -513,7 +602,7 @@ pub struct Slapd {
 }
 
 /// Writes the data's LDIF to `data` and bulk-loads it with `slapadd -q -w` (which also writes
-/// the contextCSN).
+/// the contextCSN), with `-S` and the serverID if there is one.
 fn load(options: &Options, conf: &Path, data: &Path) -> Result<(), Error> {
     let written = File::create(data).and_then(|f| {
         let mut out = BufWriter::with_capacity(1 << 20, f);
@@ -522,11 +611,11 @@ fn load(options: &Options, conf: &Path, data: &Path) -> Result<(), Error> {
     });
     written.map_err(|e| Error::io(format!("write {}", data.display()), e))?;
     let mut slapadd = Command::new(sbin("slapadd"));
-    slapadd
-        .args(["-q", "-w", "-f"])
-        .arg(conf)
-        .arg("-l")
-        .arg(data);
+    slapadd.args(["-q", "-w"]);
+    if let Some(id) = options.server_id {
+        slapadd.arg("-S").arg(id.to_string());
+    }
+    slapadd.arg("-f").arg(conf).arg("-l").arg(data);
     // Loading takes about 30 µs an entry here; allow far more.
     let budget = Duration::from_secs(60) + Duration::from_millis(2) * (options.people as u32);
     let out = crate::tools::run(slapadd, None, budget)?;
@@ -625,6 +714,33 @@ impl Slapd {
 
     /// Starts a server: directory, certificates, configuration, bulk load, then slapd itself.
     pub fn try_start(options: Options) -> Result<Slapd, Error> {
+        let mut slapd = Slapd::prepare(options)?;
+        slapd.write_conf()?;
+        if slapd.options.replica_of.is_none() {
+            slapd.load()?;
+        }
+        // Another process may take a port between our check and slapd's bind: try new ones.
+        let mut attempt = 0;
+        loop {
+            slapd.port = free_port(&[])?;
+            slapd.tls_port = if slapd.options.tls {
+                Some(free_port(&[slapd.port])?)
+            } else {
+                None
+            };
+            match slapd.launch() {
+                Ok(()) => return Ok(slapd),
+                Err(Error::Start {
+                    port_in_use: true, ..
+                }) if attempt < 5 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A server that is not running yet: its temporary directory with an empty `db/` and the
+    /// certificates, no configuration, no ports.
+    pub(crate) fn prepare(options: Options) -> Result<Slapd, Error> {
         options.check()?;
         let temp = tempfile::Builder::new()
             .prefix("syncrepl-slapd-")
@@ -650,42 +766,46 @@ impl Slapd {
         if options.tls {
             certs::write_all(&dir)?;
         }
-        let conf = dir.join("slapd.conf");
-        std::fs::write(&conf, options.slapd_conf(&dir))
-            .map_err(|e| Error::io(format!("write {}", conf.display()), e))?;
-        let data = dir.join("data.ldif");
-        if options.replica_of.is_none() {
-            load(&options, &conf, &data)?;
-        }
-        let mut slapd = Slapd {
+        Ok(Slapd {
             port: 0,
             tls_port: None,
             options,
             dir,
             _temp: temp,
             child: None,
-        };
-        // Another process may take a port between our check and slapd's bind: try new ones.
-        let mut attempt = 0;
-        loop {
-            slapd.port = free_port(&[])?;
-            slapd.tls_port = if slapd.options.tls {
-                Some(free_port(&[slapd.port])?)
-            } else {
-                None
-            };
-            match slapd.launch() {
-                Ok(()) => return Ok(slapd),
-                Err(Error::Start {
-                    port_in_use: true, ..
-                }) if attempt < 5 => attempt += 1,
-                Err(e) => return Err(e),
-            }
-        }
+        })
+    }
+
+    /// Writes `slapd.conf` from the options (again, after they changed).
+    pub(crate) fn write_conf(&self) -> Result<(), Error> {
+        self.options.check()?;
+        let conf = self.dir.join("slapd.conf");
+        std::fs::write(&conf, self.options.slapd_conf(&self.dir))
+            .map_err(|e| Error::io(format!("write {}", conf.display()), e))
+    }
+
+    /// Bulk-loads the data into the empty database (see [`load`]).
+    pub(crate) fn load(&self) -> Result<(), Error> {
+        load(
+            &self.options,
+            &self.dir.join("slapd.conf"),
+            &self.dir.join("data.ldif"),
+        )
+    }
+
+    /// The options, to change before [`Slapd::write_conf`].
+    pub(crate) fn options_mut(&mut self) -> &mut Options {
+        &mut self.options
+    }
+
+    /// Sets the ports the next launch listens on.
+    pub(crate) fn set_ports(&mut self, port: u16, tls_port: Option<u16>) {
+        self.port = port;
+        self.tls_port = tls_port;
     }
 
     /// Starts slapd on the current ports and waits until it answers.
-    fn launch(&mut self) -> Result<(), Error> {
+    pub(crate) fn launch(&mut self) -> Result<(), Error> {
         // A killed slapd leaves its socket and PID file behind; both are ours.
         let _ = std::fs::remove_file(self.ldapi_path());
         let _ = std::fs::remove_file(self.dir.join("slapd.pid"));
@@ -1199,7 +1319,8 @@ impl Slapd {
         }
     }
 
-    /// The suffix entry's contextCSN (the newest change syncprov has recorded), if it has one.
+    /// The suffix entry's contextCSN (the newest change syncprov has recorded), if it has one;
+    /// its first value when several serverIDs have one (see [`Slapd::context_csns`]).
     ///
     /// # Panics
     /// When the search fails.
@@ -1218,6 +1339,33 @@ impl Slapd {
         text.lines()
             .find_map(|l| l.strip_prefix("contextCSN: "))
             .map(str::to_owned)
+    }
+
+    /// Every value of the suffix entry's contextCSN, ordered by serverID as in slapd's cookies:
+    /// one per serverID that has changed the data (multi-provider replication), empty when there
+    /// is none or the search fails.
+    pub fn context_csns(&self) -> Vec<String> {
+        self.try_context_csns().unwrap_or_default()
+    }
+
+    /// [`Slapd::context_csns`], with the search's error.
+    pub(crate) fn try_context_csns(&self) -> Result<Vec<String>, Error> {
+        let text = self.ldapsearch(
+            Transport::Ldapi,
+            Bind::Admin,
+            self.base_dn(),
+            Scope::Base,
+            "(objectClass=*)",
+            &["contextCSN"],
+        )?;
+        let mut csns: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("contextCSN: "))
+            .map(str::to_owned)
+            .collect();
+        // `TIME#COUNT#SID#MOD`: ordered by serverID, as slapd orders them in its cookies.
+        csns.sort_unstable_by(|a, b| (a.split('#').nth(2), a).cmp(&(b.split('#').nth(2), b)));
+        Ok(csns)
     }
 
     /// The identity `ldapwhoami` reports for this transport and bind, like `dn:cn=reader,…`.
@@ -1267,6 +1415,38 @@ mod tests {
         assert!(!conf.contains("TLS"));
         assert!(conf.contains("require authc\n"));
         assert!(conf.contains("rootdn \"cn=admin,o=acme\"\n"));
+    }
+
+    #[test]
+    fn multi_provider_servers_have_a_server_id_and_peers() {
+        let options = Options::default()
+            .server_id(2)
+            .peer(1, "ldap://127.0.0.1:1000")
+            .peer(3, "ldap://127.0.0.1:3000");
+        assert!(options.check().is_ok());
+        let conf = options.slapd_conf(Path::new("/t"));
+        assert!(conf.contains("\nserverID 2\n"));
+        assert!(conf.contains("syncrepl rid=001 provider=ldap://127.0.0.1:1000 "));
+        assert!(conf.contains("syncrepl rid=003 provider=ldap://127.0.0.1:3000 "));
+        assert!(conf.contains("binddn=\"cn=admin,dc=example,dc=com\" credentials=adminpw\n"));
+        let (multi, overlay) = (
+            conf.find("multiprovider on\n").expect("multiprovider"),
+            conf.find("overlay syncprov").expect("syncprov"),
+        );
+        assert!(conf.rfind("syncrepl rid=").is_some_and(|last| last < multi) && multi < overlay);
+        assert!(!Options::default()
+            .slapd_conf(Path::new("/t"))
+            .contains("serverID"));
+
+        assert!(Options::default().server_id(0).check().is_err());
+        assert!(Options::default().server_id(4096).check().is_err());
+        let duplicate = Options::default().server_id(1).peer(2, "a").peer(2, "b");
+        assert!(duplicate.check().is_err());
+        assert!(Options::default()
+            .server_id(1)
+            .peer(2, "a b")
+            .check()
+            .is_err());
     }
 
     #[test]
