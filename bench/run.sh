@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks syncrepl against ldapsearch, python-ldap and an OpenLDAP replica on throwaway slapd
-# servers.
+# servers, then the resume from two multi-provider slapds (bench/multiprovider.py).
 #   bench/run.sh                 N = 10,000 and 100,000, three runs each
 #   bench/run.sh 1000000         a longer run
 #   bench/run.sh --smoke         N = 1,000, one run, small change counts (what CI runs)
@@ -30,7 +30,7 @@ build=(--quiet)
 scripts/install-deps
 echo "building syncrepl and the slapd launcher ($profile)…" >&2
 cargo build "${build[@]}" --bin syncrepl
-cargo build "${build[@]}" -p syncrepl-testkit --example slapd
+cargo build "${build[@]}" -p syncrepl-testkit --example slapd --example providers
 
 python=()
 venv=target/bench/venv
@@ -53,5 +53,11 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import ldap' 2>/dev/n
 fi
 [ -x "$venv/bin/python" ] && python=(--python "$venv/bin/python")
 
-exec python3 bench/bench.py --syncrepl "target/$profile/syncrepl" \
+python3 bench/bench.py --syncrepl "target/$profile/syncrepl" \
     --launcher "target/$profile/examples/slapd" "${python[@]}" "${args[@]}"
+
+# Two multi-provider slapds: what a resume costs with the cookie as last sent and as kept.
+providers_sizes=(2000 100000)
+[ -n "$smoke" ] && providers_sizes=(1000)
+python3 bench/multiprovider.py --syncrepl "target/$profile/syncrepl" \
+    --launcher "target/$profile/examples/providers" "${providers_sizes[@]}"

@@ -12,7 +12,9 @@
 //! 3. bulk-loads provider 1 with `slapadd -q -S 1 -w` and copies its `db/data.mdb` into the other
 //!    providers' `db/`, so that all hold the same entries with the same entryUUIDs and entryCSNs
 //!    (separate loads would give every entry a different entryUUID on each server), and
-//! 4. starts them one after the other; each consumer retries every second until its peer answers.
+//! 4. starts them one after the other; each consumer retries every second until its peer answers,
+//!    and returns once every provider has taken a change from every other one (each changes the
+//!    suffix entry's `description`), so that contextCSN starts with one CSN per serverID.
 //!
 //! [`Slapd::stop`], [`Slapd::restart`] and [`Slapd::kill9`] on one provider keep its ports, so
 //! its peers reconnect to it and it catches up with them when it is back.
@@ -101,7 +103,10 @@ impl Providers {
         let mut attempt = 0;
         loop {
             match providers.launch_all() {
-                Ok(()) => return Ok(providers),
+                Ok(()) => {
+                    providers.wait_linked()?;
+                    return Ok(providers);
+                }
                 Err(Error::Start {
                     port_in_use: true, ..
                 }) if attempt < 5 => {
@@ -143,6 +148,28 @@ impl Providers {
                 })
                 .collect();
             server.write_conf()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every provider replicates from every other one in the persist stage: each
+    /// changes the suffix entry's description in turn and all must agree after each change.
+    /// Until then a change made on one provider reaches another only by that one's catch-up
+    /// refresh, whose changes syncprov passes on to persistent searches with cookies that carry
+    /// no CSN (the whole set follows in a Sync Info newcookie when the refresh ends).
+    fn wait_linked(&self) -> Result<(), Error> {
+        if self.servers.len() < 2 {
+            return Ok(());
+        }
+        let timeout = self.servers[0].options().start_timeout;
+        for (i, server) in self.servers.iter().enumerate() {
+            let suffix = server.base_dn().to_owned();
+            server.try_modify(&format!(
+                "dn: {suffix}\nchangetype: modify\nreplace: description\n\
+                 description: provider {} is linked\n",
+                server_id(i)
+            ))?;
+            self.wait_converged(timeout)?;
         }
         Ok(())
     }

@@ -68,13 +68,17 @@ fn two_providers_start_with_the_same_entries() {
     assert_eq!(two.options().peers.len(), 1);
     assert_eq!(two.options().peers[0].provider, urls[0]);
 
-    // The same entries with the same entryUUIDs, loaded once with serverID 001.
+    // The same entries with the same entryUUIDs, loaded once with serverID 001; each provider
+    // then changed the suffix entry once to check that the other replicates from it.
     let entries = uuids(one);
     assert_eq!(entries.matches("entryUUID: ").count(), 53);
     assert_eq!(uuids(two), entries);
     let csns = one.context_csns();
-    assert_eq!(csns.len(), 1, "{csns:?}");
-    assert!(csns[0].contains("#001#"), "{csns:?}");
+    assert_eq!(csns.len(), 2, "{csns:?}");
+    assert!(
+        csns[0].contains("#001#") && csns[1].contains("#002#"),
+        "{csns:?}"
+    );
     assert_eq!(two.context_csns(), csns);
     assert_eq!(one.context_csn().as_ref(), csns.first());
     providers.wait_converged(WAIT).expect("converged");
@@ -216,11 +220,10 @@ fn three_providers_replicate_with_each_other() {
     providers.wait_converged(WAIT).expect("converged");
     providers.wait_same_content(WAIT).expect("same content");
     let csns = providers.server(1).context_csns();
-    assert_eq!(csns.len(), 2, "{csns:?}");
-    assert!(
-        csns[0].contains("#001#") && csns[1].contains("#003#"),
-        "{csns:?}"
-    );
+    assert_eq!(csns.len(), 3, "{csns:?}");
+    for (csn, sid) in csns.iter().zip(["#001#", "#002#", "#003#"]) {
+        assert!(csn.contains(sid), "{csns:?}");
+    }
 }
 
 #[test]
