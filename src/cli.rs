@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use syncrepl_mio::{ConnectOptions, Credentials, Endpoint, LdapUrl, RetrySchedule, SyncOptions};
 use syncrepl_proto::{Scope, SyncMode, SyncRequest};
+use syncrepl_state::{FsyncPolicy, OpenOptions};
 
 /// Keep a live local copy of an LDAP directory with RFC 4533 Content Synchronization.
 #[derive(Debug, Parser)]
@@ -193,6 +194,24 @@ impl WatchArgs {
             });
         }
         Ok(url.bind_password.clone())
+    }
+
+    /// How the state directory is opened: the fsync policy and whether another search's state
+    /// is reset.
+    pub fn open_options(&self) -> OpenOptions {
+        let fsync = match self.fsync {
+            Fsync::Always => FsyncPolicy::EveryCommit,
+            Fsync::Group => FsyncPolicy::Group {
+                max_delay: Duration::from_millis(50),
+                max_bytes: 4 << 20,
+            },
+            Fsync::Never => FsyncPolicy::Os,
+        };
+        OpenOptions {
+            fsync,
+            reset: self.reset,
+            ..OpenOptions::default()
+        }
     }
 
     /// The runtime options these arguments describe.

@@ -22,6 +22,8 @@ mod pull;
 mod sync;
 
 pub use error::Error;
-pub use pull::{changes, Changes, Item, IteratorDropped};
+pub use pull::{
+    changes, changes_with, Changes, Item, IteratorDropped, PullOptions, RecvTimeoutError,
+};
 pub use sync::run;
 pub use syncrepl_state::{Change, ChangeKind, Consumer, ConsumerError, FnConsumer};

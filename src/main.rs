@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use syncrepl::cli::{Cli, Command, DumpArgs, DumpFormat, Format, Fsync, StatusArgs, WatchArgs};
+use syncrepl::cli::{Cli, Command, DumpArgs, DumpFormat, Format, StatusArgs, WatchArgs};
 use syncrepl::destination::Destination;
 use syncrepl::exit;
 use syncrepl::ldif::{self, LDIF_WRAP};
@@ -14,9 +14,7 @@ use syncrepl::output;
 use syncrepl::progress::Progress;
 use syncrepl_mio::{Outcome, StopHandle};
 use syncrepl_proto::EntryUuid;
-use syncrepl_state::{
-    Change, Consumer, ConsumerError, Entries, Entry, FsyncPolicy, Mirror, OpenOptions, SearchSpec,
-};
+use syncrepl_state::{Change, Consumer, ConsumerError, Entries, Entry, Mirror, SearchSpec};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -122,19 +120,8 @@ fn watch(args: &WatchArgs) -> i32 {
         Err(e) => return fail(e, exit::USAGE),
     };
     let spec = SearchSpec::from_request(&options.request);
-    let fsync = match args.fsync {
-        Fsync::Always => FsyncPolicy::EveryCommit,
-        Fsync::Group => FsyncPolicy::Group {
-            max_delay: std::time::Duration::from_millis(50),
-            max_bytes: 4 << 20,
-        },
-        Fsync::Never => FsyncPolicy::Os,
-    };
-    let open = OpenOptions {
-        fsync,
-        reset: args.reset,
-        ..OpenOptions::default()
-    };
+    let open = args.open_options();
+    let fsync = open.fsync;
     let mut mirror = match &args.state {
         Some(state) => match Mirror::open(state, spec, open) {
             Ok(m) => m,

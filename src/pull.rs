@@ -4,13 +4,14 @@
 //! the cookie covering it is committed only then, and a change returned but not acknowledged
 //! when the iterator is dropped is handed out again by the next run.
 
+pub use std::sync::mpsc::RecvTimeoutError;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use syncrepl_mio::{Outcome, StopHandle, SyncOptions};
 use syncrepl_proto::Cookie;
-use syncrepl_state::{Change, Consumer, ConsumerError, Entries, Mirror};
+use syncrepl_state::{Change, Consumer, ConsumerError, Entries, Entry, Mirror};
 
 use crate::error::Error;
 
@@ -32,9 +33,20 @@ pub enum Item {
     RefreshDone {
         /// How many entries the mirror holds.
         entries: usize,
+        /// Every entry at that moment, when [`PullOptions::refresh_snapshot`] asked for it (the
+        /// attributes share their bytes with the mirror's).
+        snapshot: Option<Arc<Vec<Entry>>>,
     },
     /// The committed cookie changed.
     Cookie(Option<Cookie>),
+}
+
+/// What [`changes_with`] hands out beyond the changes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullOptions {
+    /// Give every [`Item::RefreshDone`] a snapshot of the mirror's entries, for callers that
+    /// show the whole content when a refresh ends (the Python `refresh_done(items)` callback).
+    pub refresh_snapshot: bool,
 }
 
 /// The iterator went away: the changes it did not acknowledge wait for the next run.
@@ -70,6 +82,7 @@ struct Sender {
     tx: SyncSender<Item>,
     acks: Arc<Acks>,
     sent: u64,
+    options: PullOptions,
 }
 
 impl Sender {
@@ -114,8 +127,13 @@ impl Consumer for Sender {
     }
 
     fn on_refresh_done(&mut self, entries: &Entries) -> Result<(), ConsumerError> {
+        let snapshot = self
+            .options
+            .refresh_snapshot
+            .then(|| Arc::new(entries.iter().map(|(_, e)| e.clone()).collect()));
         self.send(Item::RefreshDone {
             entries: entries.len(),
+            snapshot,
         })
     }
 
@@ -162,7 +180,12 @@ pub struct Changes {
 }
 
 /// Starts syncing `mirror` in the background and returns the changes as an iterator.
-pub fn changes(options: SyncOptions, mut mirror: Mirror) -> Changes {
+pub fn changes(options: SyncOptions, mirror: Mirror) -> Changes {
+    changes_with(options, mirror, PullOptions::default())
+}
+
+/// [`changes`], with more than the changes as `pull` says.
+pub fn changes_with(options: SyncOptions, mut mirror: Mirror, pull: PullOptions) -> Changes {
     let (tx, rx) = sync_channel(QUEUE);
     let stop = StopHandle::new();
     let thread_stop = stop.clone();
@@ -171,6 +194,7 @@ pub fn changes(options: SyncOptions, mut mirror: Mirror) -> Changes {
         tx,
         acks: acks.clone(),
         sent: 0,
+        options: pull,
     };
     let thread = std::thread::spawn(move || {
         let result = crate::sync::run(&options, &mut mirror, &mut sender, &thread_stop);
@@ -226,6 +250,19 @@ impl Changes {
     fn close(&mut self) {
         self.stop.stop();
         self.acks.update(|s| s.closed = true);
+    }
+}
+
+impl Changes {
+    /// [`Iterator::next`] that waits at most `timeout`: `Err(Timeout)` when nothing came (the
+    /// changes returned before are acknowledged all the same), `Err(Disconnected)` at the end.
+    pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Result<Item, RecvTimeoutError> {
+        self.ack();
+        let item = self.rx.recv_timeout(timeout)?;
+        if let Item::Change(change) = &item {
+            self.returned = Some(change.seq);
+        }
+        Ok(item)
     }
 }
 

@@ -375,7 +375,7 @@ fn changes_can_be_pulled_as_an_iterator() {
     for item in stream.by_ref() {
         match item {
             Item::Change(c) if c.kind == ChangeKind::Add => adds += 1,
-            Item::RefreshDone { entries } => {
+            Item::RefreshDone { entries, .. } => {
                 assert_eq!(entries, 50);
                 break;
             }
@@ -501,7 +501,7 @@ fn a_dropped_iterator_commits_only_what_it_asked_past() {
     for item in stream.by_ref() {
         match item {
             Item::Change(_) => count += 1,
-            Item::RefreshDone { entries } => {
+            Item::RefreshDone { entries, .. } => {
                 assert_eq!(entries, 50);
                 break;
             }

@@ -1,0 +1,413 @@
+//! The native half of the Python package `syncrepl_client`: a sync run of the `syncrepl` facade on
+//! a thread of its own, pulled one item at a time by Python with the GIL released while it waits.
+//!
+//! The Python half (`python/syncrepl_client`) gives the old library's API on top of `Stream`:
+//! the `Syncrepl` class and its callbacks, and the `watch()` iterator. Options are the command's:
+//! a `syncrepl watch` argument list is parsed by the same code, so a flag exists once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use clap::Parser;
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use syncrepl::cli::{Cli, Command};
+use syncrepl::mio::{Credentials, Outcome, StopHandle};
+use syncrepl::proto::AttributeList;
+use syncrepl::state::{Entry, Mirror, SearchSpec};
+use syncrepl::{changes_with, exit, Change, Changes, Item, PullOptions, RecvTimeoutError};
+
+pyo3::create_exception!(
+    _native,
+    SyncError,
+    pyo3::exceptions::PyException,
+    "A failure of the sync run; args are (kind, message), kind naming the cause the way the \
+     command's exit codes do."
+);
+
+/// The kind of a facade error, for the Python exception hierarchy.
+fn kind(e: &syncrepl::Error) -> &'static str {
+    match exit::code(e) {
+        exit::USAGE => "usage",
+        exit::CONNECTION => "connect",
+        exit::AUTHENTICATION => "auth",
+        exit::PROTOCOL => "protocol",
+        exit::REFRESH_REQUIRED => "refresh_required",
+        exit::SEARCH => "search",
+        exit::STATE => "state",
+        exit::CONSUMER => "consumer",
+        _ => "failure",
+    }
+}
+
+fn error(kind: &str, message: impl std::fmt::Display) -> PyErr {
+    SyncError::new_err((kind.to_owned(), message.to_string()))
+}
+
+/// Attributes as python-ldap gives them: a dict of lists of bytes, in the order the server sent.
+fn attributes<'py>(py: Python<'py>, list: &AttributeList) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for attribute in list {
+        let values: Vec<Bound<'py, PyBytes>> =
+            attribute.values.map(|v| PyBytes::new(py, v)).collect();
+        match dict.get_item(attribute.name)? {
+            Some(existing) => {
+                let existing = existing.downcast::<PyList>()?;
+                for v in values {
+                    existing.append(v)?;
+                }
+            }
+            None => dict.set_item(attribute.name, PyList::new(py, values)?)?,
+        }
+    }
+    Ok(dict)
+}
+
+/// One change of the mirror (see `syncrepl_state::Change`), its fields built on access.
+#[pyclass(frozen, module = "syncrepl_client._native", name = "Change")]
+struct PyChange {
+    inner: Change,
+}
+
+#[pymethods]
+impl PyChange {
+    /// The sequence number: growing by one within a run, the same when handed out again.
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.inner.seq
+    }
+
+    /// `add`, `modify`, `rename` (a modify that renamed) or `delete`.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.label()
+    }
+
+    /// The DN after the change (for a delete, the last DN).
+    #[getter]
+    fn dn(&self) -> &str {
+        self.inner.dn()
+    }
+
+    /// The DN before a rename, else None.
+    #[getter]
+    fn old_dn(&self) -> Option<&str> {
+        self.inner.old_dn.as_deref()
+    }
+
+    /// The entryUUID in its text form.
+    #[getter]
+    fn entry_uuid(&self) -> String {
+        self.inner.uuid.to_string()
+    }
+
+    /// The whole entry after the change (for a delete, its last state).
+    #[getter]
+    fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        attributes(py, &self.inner.entry.attributes)
+    }
+
+    /// The entry before the change (empty for an add).
+    #[getter]
+    fn old_attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        attributes(py, &self.inner.old_attributes())
+    }
+
+    /// Per attribute, the values a modify added.
+    #[getter]
+    fn added<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.delta(py, |c| &c.added)
+    }
+
+    /// Per attribute, the values a modify removed.
+    #[getter]
+    fn removed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.delta(py, |c| &c.removed)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Change seq={} {} {:?}>",
+            self.inner.seq,
+            self.inner.label(),
+            self.inner.dn()
+        )
+    }
+}
+
+impl PyChange {
+    fn delta<'py>(
+        &self,
+        py: Python<'py>,
+        side: impl Fn(&syncrepl::state::AttributeChange) -> &Vec<Vec<u8>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for change in &self.inner.delta {
+            let values = side(change);
+            if !values.is_empty() {
+                let list = PyList::new(py, values.iter().map(|v| PyBytes::new(py, v)))?;
+                dict.set_item(&change.name, list)?;
+            }
+        }
+        Ok(dict)
+    }
+}
+
+/// The mirror's entries when a refresh ended, read by DN: what `refresh_done(items)` gets.
+#[pyclass(frozen, module = "syncrepl_client._native")]
+struct Snapshot {
+    entries: Arc<Vec<Entry>>,
+    by_dn: OnceLock<HashMap<String, usize>>,
+}
+
+#[pymethods]
+impl Snapshot {
+    fn __len__(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The DNs, in no particular order.
+    fn dns(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.dn.clone()).collect()
+    }
+
+    /// The attributes of the entry `dn` (as the server wrote the DN).
+    fn get<'py>(&self, py: Python<'py>, dn: &str) -> PyResult<Bound<'py, PyDict>> {
+        let index = self.by_dn.get_or_init(|| {
+            self.entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.dn.clone(), i))
+                .collect()
+        });
+        match index.get(dn).and_then(|&i| self.entries.get(i)) {
+            Some(entry) => attributes(py, &entry.attributes),
+            None => Err(PyKeyError::new_err(dn.to_owned())),
+        }
+    }
+}
+
+/// Stops a [`Stream`] from any thread or a signal handler.
+#[pyclass(frozen, module = "syncrepl_client._native")]
+struct Stopper {
+    stop: StopHandle,
+}
+
+#[pymethods]
+impl Stopper {
+    /// Asks the run to stop: a refresh is abandoned, a persist search cancelled, and what was
+    /// acknowledged is committed.
+    fn stop(&self) {
+        self.stop.stop();
+    }
+}
+
+/// A sync run in the background, pulled item by item. Its methods may be called from any
+/// thread, one at a time (a second caller waits); [`Stopper`] works meanwhile.
+#[pyclass(frozen, module = "syncrepl_client._native")]
+struct Stream {
+    changes: Mutex<Option<Changes>>,
+    stop: StopHandle,
+}
+
+#[pymethods]
+impl Stream {
+    /// Starts `syncrepl watch URL… [--state STATE] [--refresh-only] FLAGS…` in the background.
+    /// `bind_dn` and `password` override the URL's; `snapshot` gives each refresh_done item the
+    /// entries.
+    #[new]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one each.
+    #[pyo3(signature = (urls, state, persist, flags, bind_dn=None, password=None, snapshot=false))]
+    fn new(
+        py: Python<'_>,
+        urls: Vec<String>,
+        state: Option<PathBuf>,
+        persist: bool,
+        flags: Vec<String>,
+        bind_dn: Option<String>,
+        password: Option<String>,
+        snapshot: bool,
+    ) -> PyResult<Stream> {
+        let mut argv: Vec<std::ffi::OsString> = vec!["syncrepl".into(), "watch".into()];
+        argv.extend(urls.into_iter().map(Into::into));
+        if let Some(state) = &state {
+            argv.push("--state".into());
+            argv.push(state.into());
+        }
+        if !persist {
+            argv.push("--refresh-only".into());
+        }
+        argv.extend(flags.into_iter().map(Into::into));
+        let cli = Cli::try_parse_from(argv).map_err(|e| error("usage", e.render()))?;
+        let Command::Watch(args) = cli.command else {
+            return Err(error("usage", "not a watch command"));
+        };
+        let mut options = args.sync_options().map_err(|e| error("usage", e))?;
+        if bind_dn.is_some() || password.is_some() {
+            let url_dn = match &options.connect.credentials {
+                Credentials::Simple { dn, .. } => Some(dn.clone()),
+                _ => None,
+            };
+            let dn = bind_dn.or(url_dn).unwrap_or_default();
+            options.connect.credentials = Credentials::Simple {
+                dn,
+                password: password.unwrap_or_default(),
+            };
+        }
+        let spec = SearchSpec::from_request(&options.request);
+        let open = args.open_options();
+        let mirror = match &state {
+            Some(dir) => {
+                py.allow_threads(|| Mirror::open(dir, spec, open))
+                    .map_err(|e| match e {
+                        syncrepl::state::Error::SearchMismatch { .. } => error("conflict", e),
+                        other => error("state", other),
+                    })?
+            }
+            None => Mirror::in_memory(spec),
+        };
+        let changes = changes_with(
+            options,
+            mirror,
+            PullOptions {
+                refresh_snapshot: snapshot,
+            },
+        );
+        let stop = changes.stop_handle();
+        Ok(Stream {
+            changes: Mutex::new(Some(changes)),
+            stop,
+        })
+    }
+
+    /// The next item, waiting at most `timeout` seconds with the GIL released: None when nothing
+    /// came, else `("bound", authz_id)`, `("change", Change)`, `("refresh_done", count,
+    /// Snapshot or None)`, `("cookie", text or None)`, or `("end", "refresh_done" | "stopped")`
+    /// once the run is over. Asking for it acknowledges the change returned before. A failed run
+    /// raises SyncError.
+    fn next(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Py<PyAny>>> {
+        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let got = py.allow_threads(|| {
+            let mut guard = self.lock();
+            guard.as_mut().map(|changes| changes.next_timeout(wait))
+        });
+        let item = match got {
+            Some(Ok(item)) => item,
+            Some(Err(RecvTimeoutError::Timeout)) => return Ok(None),
+            Some(Err(RecvTimeoutError::Disconnected)) | None => {
+                let outcome = self.finish(py)?;
+                return Ok(Some(
+                    ("end", outcome).into_pyobject(py)?.into_any().unbind(),
+                ));
+            }
+        };
+        let tuple = match item {
+            Item::Bound { authz_id } => PyTuple::new(
+                py,
+                [
+                    "bound".into_pyobject(py)?.into_any(),
+                    authz_id.into_pyobject(py)?.into_any(),
+                ],
+            )?,
+            Item::Change(change) => PyTuple::new(
+                py,
+                [
+                    "change".into_pyobject(py)?.into_any(),
+                    Bound::new(py, PyChange { inner: change })?.into_any(),
+                ],
+            )?,
+            Item::RefreshDone { entries, snapshot } => {
+                let snapshot = match snapshot {
+                    Some(entries) => Bound::new(
+                        py,
+                        Snapshot {
+                            entries,
+                            by_dn: OnceLock::new(),
+                        },
+                    )?
+                    .into_any(),
+                    None => py.None().into_bound(py),
+                };
+                PyTuple::new(
+                    py,
+                    [
+                        "refresh_done".into_pyobject(py)?.into_any(),
+                        entries.into_pyobject(py)?.into_any(),
+                        snapshot,
+                    ],
+                )?
+            }
+            Item::Cookie(cookie) => PyTuple::new(
+                py,
+                [
+                    "cookie".into_pyobject(py)?.into_any(),
+                    cookie.map(|c| c.to_string()).into_pyobject(py)?.into_any(),
+                ],
+            )?,
+        };
+        Ok(Some(tuple.into_any().unbind()))
+    }
+
+    /// Acknowledges the changes returned so far without asking for the next item.
+    fn ack(&self, py: Python<'_>) {
+        py.allow_threads(|| {
+            if let Some(changes) = self.lock().as_mut() {
+                changes.ack();
+            }
+        });
+    }
+
+    /// A handle that stops the run from any thread.
+    fn stopper(&self) -> Stopper {
+        Stopper {
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Stops the run if it still goes and waits for it: what was acknowledged is committed, the
+    /// change returned last and not acknowledged is handed out again by the next run. Returns
+    /// how it ended; a failed run raises SyncError.
+    fn close(&self, py: Python<'_>) -> PyResult<&'static str> {
+        self.finish(py)
+    }
+}
+
+impl Stream {
+    /// The run, locked; a panic elsewhere while it was held does not make it unusable.
+    fn lock(&self) -> MutexGuard<'_, Option<Changes>> {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finish(&self, py: Python<'_>) -> PyResult<&'static str> {
+        let result = py.allow_threads(|| {
+            let changes = self.lock().take()?;
+            Some(changes.finish().map(|(outcome, mut mirror)| {
+                let closed = mirror.sync().and_then(|()| mirror.close());
+                (outcome, closed)
+            }))
+        });
+        match result {
+            None => Ok("stopped"),
+            Some(Ok((_, Err(e)))) => Err(error("state", e)),
+            Some(Ok((Outcome::RefreshDone, Ok(())))) => Ok("refresh_done"),
+            Some(Ok((Outcome::Stopped, Ok(())))) => Ok("stopped"),
+            Some(Err(e)) => Err(error(kind(&e), e)),
+        }
+    }
+}
+
+/// The native module of `syncrepl_client`.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Stream>()?;
+    m.add_class::<Stopper>()?;
+    m.add_class::<PyChange>()?;
+    m.add_class::<Snapshot>()?;
+    m.add("SyncError", m.py().get_type::<SyncError>())?;
+    Ok(())
+}
