@@ -13,6 +13,7 @@ nothing, the next run delivers that change again with the same ``seq``.
 """
 
 import enum
+import functools
 import inspect
 import os
 from collections.abc import Mapping
@@ -138,6 +139,10 @@ class _Items(Mapping):
         return len(self._snapshot)
 
 
+def _nothing(*args):
+    pass
+
+
 def _accepts(method, name):
     try:
         parameters = inspect.signature(method).parameters.values()
@@ -202,6 +207,7 @@ class Syncrepl:
         with open(temporary, "w", encoding="utf-8") as f:
             f.write(stored + "\n")
         os.replace(temporary, url_file)
+        self._methods = {}
         self._send_cookies = _accepts(getattr(callback, "cookie_change", None), "cookie")
         while True:
             item = self._next()
@@ -231,13 +237,15 @@ class Syncrepl:
             raise exceptions._translate(e) from None
 
     def _call(self, name, *args):
-        method = getattr(self.callback, name, None)
+        method = self._methods.get(name)
         if method is None:
-            return
-        if _accepts(method, "cursor"):
-            method(*args, cursor=None)
-        else:
-            method(*args)
+            method = getattr(self.callback, name, None)
+            if method is None:
+                method = _nothing
+            elif _accepts(method, "cursor"):
+                method = functools.partial(method, cursor=None)
+            self._methods[name] = method
+        method(*args)
 
     def _dispatch(self, item):
         """Hands one item to the callback; False once the run is over."""
