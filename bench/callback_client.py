@@ -50,6 +50,8 @@ def main():
     url += ",X-BINDPW=" + urllib.parse.quote(os.environ["BENCH_PW"], safe="")
     ours = hasattr(syncrepl_client, "watch")
     extra = {"allow_cleartext_password": True} if ours else {}
+    if ours and os.environ.get("BENCH_FSYNC"):
+        extra["fsync"] = os.environ["BENCH_FSYNC"]
     if not ours:
         # The old library uses data_path as a prefix of its file names.
         data_path = os.path.join(data_path, "")

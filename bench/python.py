@@ -28,8 +28,12 @@ def main():
         server = Server(args.launcher, n, 1000)
         env = dict(os.environ, BENCH_PW=server.info["reader_pw"])
         url = server.sync_url() + "?bindname=" + server.info["reader_dn"].replace(",", "%2C")
+        group = [
+            "env", "BENCH_FSYNC=group", args.ours, os.path.join(here, "callback_client.py"), url
+        ]
         clients = {
             "syncrepl_client (ours)": [args.ours, os.path.join(here, "callback_client.py"), url],
+            "ours, --fsync group": group,
             "python-ldap SyncreplConsumer": [
                 args.theirs, os.path.join(here, "python_consumer.py"), server.url,
                 server.info["reader_dn"], server.base, "(objectClass=inetOrgPerson)",
@@ -40,10 +44,11 @@ def main():
         try:
             for name, argv in clients.items():
                 runs = []
-                for _ in range(args.runs if name.endswith("(ours)") or n <= 10000 else 1):
+                for _ in range(args.runs if name.startswith("ours") or name.endswith("(ours)")
+                               or n <= 10000 else 1):
                     state = tempfile.mkdtemp(prefix="syncrepl-bench-py-")
                     try:
-                        extra = [os.path.join(state, "data")] if "callback" in argv[1] else []
+                        extra = [os.path.join(state, "data")] if "callback_client" in " ".join(argv) else []
                         runs.append(measured(argv + extra, env=env))
                     finally:
                         shutil.rmtree(state, ignore_errors=True)

@@ -254,6 +254,40 @@ impl Changes {
 }
 
 impl Changes {
+    /// Up to `max` items: waits at most `timeout` for the first, then takes what is already
+    /// there. Asking acknowledges every change returned before, as [`Iterator::next`] does;
+    /// [`Changes::ack_through`] acknowledges part of a batch.
+    pub fn next_batch(
+        &mut self,
+        timeout: std::time::Duration,
+        max: usize,
+    ) -> Result<Vec<Item>, RecvTimeoutError> {
+        self.ack();
+        let mut items = vec![self.rx.recv_timeout(timeout)?];
+        while items.len() < max {
+            match self.rx.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
+        }
+        if let Some(seq) = items.iter().rev().find_map(|item| match item {
+            Item::Change(change) => Some(change.seq),
+            _ => None,
+        }) {
+            self.returned = Some(seq);
+        }
+        Ok(items)
+    }
+
+    /// Acknowledges the changes returned so far up to `seq`, and no further: what a caller that
+    /// failed in the middle of a batch took.
+    pub fn ack_through(&mut self, seq: u64) {
+        if let Some(returned) = self.returned {
+            let upto = seq.min(returned);
+            self.acks.update(|s| s.acked = s.acked.max(upto));
+        }
+    }
+
     /// [`Iterator::next`] that waits at most `timeout`: `Err(Timeout)` when nothing came (the
     /// changes returned before are acknowledged all the same), `Err(Disconnected)` at the end.
     pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Result<Item, RecvTimeoutError> {

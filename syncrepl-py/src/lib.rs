@@ -304,51 +304,43 @@ impl Stream {
                 ));
             }
         };
-        let tuple = match item {
-            Item::Bound { authz_id } => PyTuple::new(
-                py,
-                [
-                    "bound".into_pyobject(py)?.into_any(),
-                    authz_id.into_pyobject(py)?.into_any(),
-                ],
-            )?,
-            Item::Change(change) => PyTuple::new(
-                py,
-                [
-                    "change".into_pyobject(py)?.into_any(),
-                    Bound::new(py, PyChange { inner: change })?.into_any(),
-                ],
-            )?,
-            Item::RefreshDone { entries, snapshot } => {
-                let snapshot = match snapshot {
-                    Some(entries) => Bound::new(
-                        py,
-                        Snapshot {
-                            entries,
-                            by_dn: OnceLock::new(),
-                        },
-                    )?
-                    .into_any(),
-                    None => py.None().into_bound(py),
-                };
-                PyTuple::new(
-                    py,
-                    [
-                        "refresh_done".into_pyobject(py)?.into_any(),
-                        entries.into_pyobject(py)?.into_any(),
-                        snapshot,
-                    ],
-                )?
+        Ok(Some(item_tuple(py, item)?.into_any().unbind()))
+    }
+
+    /// Up to `max` items as [`Stream::next`] gives them, waiting at most `timeout` seconds for
+    /// the first (None when nothing came); asking acknowledges every change returned before.
+    fn next_batch(&self, py: Python<'_>, timeout: f64, max: usize) -> PyResult<Option<Py<PyList>>> {
+        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let got = py.allow_threads(|| {
+            let mut guard = self.lock();
+            guard
+                .as_mut()
+                .map(|changes| changes.next_batch(wait, max.max(1)))
+        });
+        let items = match got {
+            Some(Ok(items)) => items,
+            Some(Err(RecvTimeoutError::Timeout)) => return Ok(None),
+            Some(Err(RecvTimeoutError::Disconnected)) | None => {
+                let outcome = self.finish(py)?;
+                let end = ("end", outcome).into_pyobject(py)?;
+                return Ok(Some(PyList::new(py, [end])?.unbind()));
             }
-            Item::Cookie(cookie) => PyTuple::new(
-                py,
-                [
-                    "cookie".into_pyobject(py)?.into_any(),
-                    cookie.map(|c| c.to_string()).into_pyobject(py)?.into_any(),
-                ],
-            )?,
         };
-        Ok(Some(tuple.into_any().unbind()))
+        let list = PyList::empty(py);
+        for item in items {
+            list.append(item_tuple(py, item)?)?;
+        }
+        Ok(Some(list.unbind()))
+    }
+
+    /// Acknowledges the changes returned so far up to `seq`: a caller that failed in the middle
+    /// of a batch acknowledges what it took, then closes.
+    fn ack_through(&self, py: Python<'_>, seq: u64) {
+        py.allow_threads(|| {
+            if let Some(changes) = self.lock().as_mut() {
+                changes.ack_through(seq);
+            }
+        });
     }
 
     /// Acknowledges the changes returned so far without asking for the next item.
@@ -399,6 +391,55 @@ impl Stream {
             Some(Err(e)) => Err(error(kind(&e), e)),
         }
     }
+}
+
+/// An item of the run as the Python side reads it (see `Stream.next`).
+fn item_tuple(py: Python<'_>, item: Item) -> PyResult<Bound<'_, PyTuple>> {
+    let tuple = match item {
+        Item::Bound { authz_id } => PyTuple::new(
+            py,
+            [
+                "bound".into_pyobject(py)?.into_any(),
+                authz_id.into_pyobject(py)?.into_any(),
+            ],
+        )?,
+        Item::Change(change) => PyTuple::new(
+            py,
+            [
+                "change".into_pyobject(py)?.into_any(),
+                Bound::new(py, PyChange { inner: change })?.into_any(),
+            ],
+        )?,
+        Item::RefreshDone { entries, snapshot } => {
+            let snapshot = match snapshot {
+                Some(entries) => Bound::new(
+                    py,
+                    Snapshot {
+                        entries,
+                        by_dn: OnceLock::new(),
+                    },
+                )?
+                .into_any(),
+                None => py.None().into_bound(py),
+            };
+            PyTuple::new(
+                py,
+                [
+                    "refresh_done".into_pyobject(py)?.into_any(),
+                    entries.into_pyobject(py)?.into_any(),
+                    snapshot,
+                ],
+            )?
+        }
+        Item::Cookie(cookie) => PyTuple::new(
+            py,
+            [
+                "cookie".into_pyobject(py)?.into_any(),
+                cookie.map(|c| c.to_string()).into_pyobject(py)?.into_any(),
+            ],
+        )?,
+    };
+    Ok(tuple)
 }
 
 /// The native module of `syncrepl_client`.

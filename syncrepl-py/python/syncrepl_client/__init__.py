@@ -28,6 +28,9 @@ __version__ = "1.0.0"
 #: How long one wait on the native run lasts before Python looks at its signals again.
 _TICK = 0.1
 
+#: How many items one call to the native run may return.
+_BATCH = 1024
+
 #: The file in the data directory that keeps the LDAP URL, without its password.
 _URL_FILE = "ldap_url"
 
@@ -209,15 +212,13 @@ class Syncrepl:
         os.replace(temporary, url_file)
         self._methods = {}
         self._send_cookies = _accepts(getattr(callback, "cookie_change", None), "cookie")
-        while True:
-            item = self._next()
-            if item is None:
-                continue
-            if item[0] == "bound":
-                self._guarded(item)
-                break
-            self._pending = item
-            break
+        batch = None
+        while batch is None:
+            batch = self._next()
+        if batch[0][0] == "bound":
+            self._guarded(batch[:1])
+            batch = batch[1:]
+        self._pending = batch or None
 
     def __enter__(self):
         return self
@@ -232,7 +233,7 @@ class Syncrepl:
 
     def _next(self, timeout=_TICK):
         try:
-            return self._stream.next(timeout)
+            return self._stream.next_batch(timeout, _BATCH)
         except SyncError as e:
             raise exceptions._translate(e) from None
 
@@ -283,25 +284,30 @@ class Syncrepl:
         The wait releases the GIL; on the main thread Ctrl-C raises KeyboardInterrupt from here.
         """
         self._check()
-        item, self._pending = self._pending, None
-        while item is None:
-            item = self._next()
-        while item is not None:
-            if not self._guarded(item):
-                return False
-            item = self._next(0)
-        return True
+        batch, self._pending = self._pending, None
+        while batch is None:
+            batch = self._next()
+        return self._guarded(batch)
 
-    def _guarded(self, item):
-        """Dispatches `item`; if the callback raises, the run stops with the change not
-        acknowledged (the next run delivers it again) and the exception propagates."""
+    def _guarded(self, batch):
+        """Dispatches a batch of items; False once the run is over. If a callback raises, the
+        changes before acknowledged, the run stops with that change not acknowledged (the next
+        run delivers it again) and the exception propagates."""
+        done = 0
         try:
-            return self._dispatch(item)
+            for item in batch:
+                if not self._dispatch(item):
+                    return False
+                if item[0] == "change":
+                    done = item[1].seq
         except BaseException:
             self._closed = True
             self.deleted = True
+            if done:
+                self._stream.ack_through(done)
             self._stream.close()
             raise
+        return True
 
     def run(self):
         """Calls :meth:`poll` until it returns False."""
@@ -340,20 +346,23 @@ def watch(url, state=None, *, refresh_only=False, **options):
     urls = [url] if isinstance(url, str) else [_url_text(u) for u in url]
     stream = _open(urls, None if state is None else os.fspath(state), not refresh_only,
                    dict(options), snapshot=False)
+    taken = 0
     try:
         while True:
             try:
-                item = stream.next(_TICK)
+                batch = stream.next_batch(_TICK, _BATCH)
             except SyncError as e:
                 raise exceptions._translate(e) from None
-            if item is None:
-                continue
-            if item[0] == "change":
-                yield item[1]
-            elif item[0] == "end":
-                return
+            for item in batch or ():
+                if item[0] == "change":
+                    yield item[1]
+                    taken = item[1].seq
+                elif item[0] == "end":
+                    return
     finally:
         try:
+            if taken:
+                stream.ack_through(taken)
             stream.close()
         except SyncError as e:
             raise exceptions._translate(e) from None
