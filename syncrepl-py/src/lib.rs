@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use syncrepl::cli::{Cli, Command};
 use syncrepl::mio::{Credentials, Outcome, StopHandle};
 use syncrepl::proto::AttributeList;
@@ -47,20 +47,43 @@ fn error(kind: &str, message: impl std::fmt::Display) -> PyErr {
     SyncError::new_err((kind.to_owned(), message.to_string()))
 }
 
+/// At most this many attribute names are kept as Python strings (a directory has a few hundred).
+const NAMES: usize = 4096;
+
+/// The Python string of an attribute name: the few names of a directory are made once, not once
+/// an entry.
+fn attribute_name<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Py<PyString>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(held) = cache.get(name) {
+        return held.bind(py).clone();
+    }
+    let made = PyString::new(py, name);
+    if cache.len() < NAMES {
+        cache.insert(name.to_owned(), made.clone().unbind());
+    }
+    made
+}
+
 /// Attributes as python-ldap gives them: a dict of lists of bytes, in the order the server sent.
 fn attributes<'py>(py: Python<'py>, list: &AttributeList) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for attribute in list {
+        let name = attribute_name(py, attribute.name);
         let values: Vec<Bound<'py, PyBytes>> =
             attribute.values.map(|v| PyBytes::new(py, v)).collect();
-        match dict.get_item(attribute.name)? {
+        let values = PyList::new(py, values)?;
+        match dict.get_item(&name)? {
             Some(existing) => {
                 let existing = existing.downcast::<PyList>()?;
-                for v in values {
+                for v in values.iter() {
                     existing.append(v)?;
                 }
             }
-            None => dict.set_item(attribute.name, PyList::new(py, values)?)?,
+            None => dict.set_item(name, values)?,
         }
     }
     Ok(dict)
@@ -333,6 +356,67 @@ impl Stream {
         Ok(Some(list.unbind()))
     }
 
+    /// Takes up to `max` items (waiting at most `timeout` seconds for the first) and hands each
+    /// to Python in order, without building Change objects: an add to `add(dn, attrs)`, a delete
+    /// to `delete(dn)`, a rename to `rename(old_dn, new_dn)` (then `change` if attributes changed
+    /// too), a modify to `change(dn, old_attrs, new_attrs)`, and every other item, as
+    /// [`Stream::next`] writes it, to `other(item)`, which returns False at the end. Returns None
+    /// when nothing came, False at the end, else True. When a callable raises, the changes before
+    /// it are acknowledged and the exception propagates; that change is not acknowledged.
+    #[allow(clippy::too_many_arguments)] // The callbacks, one each.
+    #[pyo3(signature = (add, delete, rename, change, other, timeout, max))]
+    fn dispatch(
+        &self,
+        py: Python<'_>,
+        add: &Bound<'_, PyAny>,
+        delete: &Bound<'_, PyAny>,
+        rename: &Bound<'_, PyAny>,
+        change: &Bound<'_, PyAny>,
+        other: &Bound<'_, PyAny>,
+        timeout: f64,
+        max: usize,
+    ) -> PyResult<Option<bool>> {
+        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let got = py.allow_threads(|| {
+            let mut guard = self.lock();
+            guard
+                .as_mut()
+                .map(|changes| changes.next_batch(wait, max.max(1)))
+        });
+        let items = match got {
+            Some(Ok(items)) => items,
+            Some(Err(RecvTimeoutError::Timeout)) => return Ok(None),
+            Some(Err(RecvTimeoutError::Disconnected)) | None => {
+                let outcome = self.finish(py)?;
+                other.call1((("end", outcome),))?;
+                return Ok(Some(false));
+            }
+        };
+        let mut taken = 0;
+        for item in items {
+            let result = match item {
+                Item::Change(c) => hand_change(py, &c, add, delete, rename, change).map(|()| {
+                    taken = c.seq;
+                    true
+                }),
+                other_item => item_tuple(py, other_item)
+                    .and_then(|t| other.call1((t,)))
+                    .and_then(|r| r.is_truthy()),
+            };
+            match result {
+                Ok(true) => {}
+                Ok(false) => return Ok(Some(false)),
+                Err(e) => {
+                    if taken > 0 {
+                        self.ack_through(py, taken);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(true))
+    }
+
     /// Acknowledges the changes returned so far up to `seq`: a caller that failed in the middle
     /// of a batch acknowledges what it took, then closes.
     fn ack_through(&self, py: Python<'_>, seq: u64) {
@@ -391,6 +475,36 @@ impl Stream {
             Some(Err(e)) => Err(error(kind(&e), e)),
         }
     }
+}
+
+/// One change to the callable for its kind (see [`Stream::dispatch`]).
+fn hand_change(
+    py: Python<'_>,
+    c: &Change,
+    add: &Bound<'_, PyAny>,
+    delete: &Bound<'_, PyAny>,
+    rename: &Bound<'_, PyAny>,
+    change: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    match c.label() {
+        "add" => {
+            add.call1((c.dn(), attributes(py, &c.entry.attributes)?))?;
+        }
+        "delete" => {
+            delete.call1((c.dn(),))?;
+        }
+        label => {
+            if let (Some(old_dn), "rename") = (&c.old_dn, label) {
+                rename.call1((old_dn.as_str(), c.dn()))?;
+                if c.delta.is_empty() {
+                    return Ok(());
+                }
+            }
+            let old = attributes(py, &c.old_attributes())?;
+            change.call1((c.dn(), old, attributes(py, &c.entry.attributes)?))?;
+        }
+    }
+    Ok(())
 }
 
 /// An item of the run as the Python side reads it (see `Stream.next`).

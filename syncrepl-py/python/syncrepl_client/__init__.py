@@ -28,6 +28,9 @@ __version__ = "1.0.0"
 #: How long one wait on the native run lasts before Python looks at its signals again.
 _TICK = 0.1
 
+#: The callbacks of the changes, in the order the native dispatch takes them.
+_CHANGES = ("record_add", "record_delete", "record_rename", "record_change")
+
 #: How many items one call to the native run may return.
 _BATCH = 1024
 
@@ -237,7 +240,9 @@ class Syncrepl:
         except SyncError as e:
             raise exceptions._translate(e) from None
 
-    def _call(self, name, *args):
+    def _method(self, name):
+        """The callback's method `name` (a no-op if it has none), given ``cursor=None`` if it
+        takes one."""
         method = self._methods.get(name)
         if method is None:
             method = getattr(self.callback, name, None)
@@ -246,7 +251,10 @@ class Syncrepl:
             elif _accepts(method, "cursor"):
                 method = functools.partial(method, cursor=None)
             self._methods[name] = method
-        method(*args)
+        return method
+
+    def _call(self, name, *args):
+        self._method(name)(*args)
 
     def _dispatch(self, item):
         """Hands one item to the callback; False once the run is over."""
@@ -285,9 +293,19 @@ class Syncrepl:
         """
         self._check()
         batch, self._pending = self._pending, None
-        while batch is None:
-            batch = self._next()
-        return self._guarded(batch)
+        if batch is not None:
+            return self._guarded(batch)
+        methods = [self._method(name) for name in _CHANGES]
+        while True:
+            try:
+                going = self._stream.dispatch(*methods, self._dispatch, _TICK, _BATCH)
+            except SyncError as e:
+                raise exceptions._translate(e) from None
+            except BaseException:
+                self._fail()
+                raise
+            if going is not None:
+                return going
 
     def _guarded(self, batch):
         """Dispatches a batch of items; False once the run is over. If a callback raises, the
@@ -301,13 +319,17 @@ class Syncrepl:
                 if item[0] == "change":
                     done = item[1].seq
         except BaseException:
-            self._closed = True
-            self.deleted = True
             if done:
                 self._stream.ack_through(done)
-            self._stream.close()
+            self._fail()
             raise
         return True
+
+    def _fail(self):
+        """A callback raised: the run stops, with what it acknowledged committed."""
+        self._closed = True
+        self.deleted = True
+        self._stream.close()
 
     def run(self):
         """Calls :meth:`poll` until it returns False."""
