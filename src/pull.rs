@@ -287,17 +287,6 @@ impl Changes {
             self.acks.update(|s| s.acked = s.acked.max(upto));
         }
     }
-
-    /// [`Iterator::next`] that waits at most `timeout`: `Err(Timeout)` when nothing came (the
-    /// changes returned before are acknowledged all the same), `Err(Disconnected)` at the end.
-    pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Result<Item, RecvTimeoutError> {
-        self.ack();
-        let item = self.rx.recv_timeout(timeout)?;
-        if let Item::Change(change) = &item {
-            self.returned = Some(change.seq);
-        }
-        Ok(item)
-    }
 }
 
 impl Iterator for Changes {

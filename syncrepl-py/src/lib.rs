@@ -228,6 +228,16 @@ impl Stopper {
     }
 }
 
+/// What one wait on the run gave.
+enum Taken {
+    /// Nothing within the timeout.
+    Nothing,
+    /// Items, in order.
+    Items(Vec<Item>),
+    /// The run is over, and ended this way.
+    End(&'static str),
+}
+
 /// A sync run in the background, pulled item by item. Its methods may be called from any
 /// thread, one at a time (a second caller waits); [`Stopper`] works meanwhile.
 #[pyclass(frozen, module = "syncrepl_client._native")]
@@ -312,39 +322,23 @@ impl Stream {
     /// once the run is over. Asking for it acknowledges the change returned before. A failed run
     /// raises SyncError.
     fn next(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Py<PyAny>>> {
-        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
-        let got = py.allow_threads(|| {
-            let mut guard = self.lock();
-            guard.as_mut().map(|changes| changes.next_timeout(wait))
-        });
-        let item = match got {
-            Some(Ok(item)) => item,
-            Some(Err(RecvTimeoutError::Timeout)) => return Ok(None),
-            Some(Err(RecvTimeoutError::Disconnected)) | None => {
-                let outcome = self.finish(py)?;
-                return Ok(Some(
-                    ("end", outcome).into_pyobject(py)?.into_any().unbind(),
-                ));
-            }
-        };
-        Ok(Some(item_tuple(py, item)?.into_any().unbind()))
+        Ok(match self.take(py, timeout, 1)? {
+            Taken::Nothing => None,
+            Taken::End(outcome) => Some(("end", outcome).into_pyobject(py)?.into_any().unbind()),
+            Taken::Items(items) => match items.into_iter().next() {
+                Some(item) => Some(item_tuple(py, item)?.into_any().unbind()),
+                None => None,
+            },
+        })
     }
 
     /// Up to `max` items as [`Stream::next`] gives them, waiting at most `timeout` seconds for
     /// the first (None when nothing came); asking acknowledges every change returned before.
     fn next_batch(&self, py: Python<'_>, timeout: f64, max: usize) -> PyResult<Option<Py<PyList>>> {
-        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
-        let got = py.allow_threads(|| {
-            let mut guard = self.lock();
-            guard
-                .as_mut()
-                .map(|changes| changes.next_batch(wait, max.max(1)))
-        });
-        let items = match got {
-            Some(Ok(items)) => items,
-            Some(Err(RecvTimeoutError::Timeout)) => return Ok(None),
-            Some(Err(RecvTimeoutError::Disconnected)) | None => {
-                let outcome = self.finish(py)?;
+        let items = match self.take(py, timeout, max)? {
+            Taken::Nothing => return Ok(None),
+            Taken::Items(items) => items,
+            Taken::End(outcome) => {
                 let end = ("end", outcome).into_pyobject(py)?;
                 return Ok(Some(PyList::new(py, [end])?.unbind()));
             }
@@ -376,18 +370,10 @@ impl Stream {
         timeout: f64,
         max: usize,
     ) -> PyResult<Option<bool>> {
-        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
-        let got = py.allow_threads(|| {
-            let mut guard = self.lock();
-            guard
-                .as_mut()
-                .map(|changes| changes.next_batch(wait, max.max(1)))
-        });
-        let items = match got {
-            Some(Ok(items)) => items,
-            Some(Err(RecvTimeoutError::Timeout)) => return Ok(None),
-            Some(Err(RecvTimeoutError::Disconnected)) | None => {
-                let outcome = self.finish(py)?;
+        let items = match self.take(py, timeout, max)? {
+            Taken::Nothing => return Ok(None),
+            Taken::Items(items) => items,
+            Taken::End(outcome) => {
                 other.call1((("end", outcome),))?;
                 return Ok(Some(false));
             }
@@ -452,6 +438,23 @@ impl Stream {
 }
 
 impl Stream {
+    /// Up to `max` items, waiting at most `timeout` seconds for the first with the GIL
+    /// released; at the end of the run, how it ended (a failed run is an error).
+    fn take(&self, py: Python<'_>, timeout: f64, max: usize) -> PyResult<Taken> {
+        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let got = py.allow_threads(|| {
+            let mut guard = self.lock();
+            guard
+                .as_mut()
+                .map(|changes| changes.next_batch(wait, max.max(1)))
+        });
+        match got {
+            Some(Ok(items)) => Ok(Taken::Items(items)),
+            Some(Err(RecvTimeoutError::Timeout)) => Ok(Taken::Nothing),
+            Some(Err(RecvTimeoutError::Disconnected)) | None => Ok(Taken::End(self.finish(py)?)),
+        }
+    }
+
     /// The run, locked; a panic elsewhere while it was held does not make it unusable.
     fn lock(&self) -> MutexGuard<'_, Option<Changes>> {
         self.changes
