@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use syncrepl_mio::{ConnectOptions, Credentials, Endpoint, LdapUrl, RetrySchedule, SyncOptions};
+use syncrepl_mio::{
+    ConnectOptions, Credentials, Endpoint, LdapUrl, RetrySchedule, SecurityProps, SyncOptions,
+};
 use syncrepl_proto::{Scope, SyncMode, SyncRequest};
 use syncrepl_state::{FsyncPolicy, OpenOptions};
 
@@ -60,6 +62,15 @@ pub enum Fsync {
     Never,
 }
 
+/// The SASL mechanisms the command binds with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaslMech {
+    /// SASL EXTERNAL (RFC 4422 Appendix A).
+    External,
+    /// SASL GSSAPI (RFC 4752).
+    Gssapi,
+}
+
 /// Arguments of `watch`.
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
@@ -99,6 +110,34 @@ pub struct WatchArgs {
     /// Bind with SASL EXTERNAL (ldapi:// peer credentials or a TLS client certificate).
     #[arg(long, conflicts_with_all = ["bind_dn", "password_file", "password_env"])]
     pub sasl_external: bool,
+    /// Bind with SASL GSSAPI (Kerberos): a ticket from `kinit` in the ccache (`KRB5CCNAME`) or a
+    /// client keytab (`KRB5_CLIENT_KTNAME`). The URL extension `bindname=GSSAPI` says the same.
+    #[arg(long, conflicts_with_all = ["bind_dn", "password_file", "password_env", "sasl_external"])]
+    pub sasl_gssapi: bool,
+    /// The SASL mechanism, as ldapsearch's `-Y`: EXTERNAL or GSSAPI.
+    #[arg(
+        long,
+        short = 'Y',
+        value_enum,
+        ignore_case = true,
+        value_name = "MECH",
+        conflicts_with_all = ["bind_dn", "password_file", "password_env"]
+    )]
+    pub sasl_mech: Option<SaslMech>,
+    /// The SASL authorization identity to assume, as ldapsearch's `-X`, e.g. `u:reader` or
+    /// `dn:uid=reader,ou=people,dc=example,dc=com`.
+    #[arg(long, short = 'X', value_name = "AUTHZID")]
+    pub sasl_authzid: Option<String>,
+    /// SASL security properties, as ldapsearch's `-O`: `minssf=N`, `maxssf=N`, `maxbufsize=N`.
+    /// Without them GSSAPI takes the strongest layer offered over plain ldap:// and none over
+    /// TLS or ldapi (`maxssf=0` for none, `maxssf=1` for integrity only, `minssf=56` to insist
+    /// on confidentiality).
+    #[arg(long, short = 'O', value_name = "PROPS")]
+    pub sasl_secprops: Option<String>,
+    /// The server's Kerberos service principal, if not `ldap@HOST` with the URL's host as
+    /// written (no reverse lookup): `ldap/ldap1.example.com@EXAMPLE.COM` or `ldap@ldap1`.
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub sasl_principal: Option<String>,
     /// Upgrade ldap:// with StartTLS; fail if the server refuses.
     #[arg(long, short = 'Z')]
     pub starttls: bool,
@@ -174,6 +213,9 @@ pub enum ArgsError {
     /// The password could not be read.
     #[error("cannot read the password: {0}")]
     Password(String),
+    /// The SASL security properties are malformed.
+    #[error(transparent)]
+    Sasl(#[from] syncrepl_mio::SaslError),
 }
 
 impl WatchArgs {
@@ -227,8 +269,24 @@ impl WatchArgs {
         connect.connect_timeout = Duration::from_secs(self.connect_timeout);
         connect.request_timeout = Duration::from_secs(self.request_timeout);
         let bind_dn = self.bind_dn.clone().or_else(|| url.bind_dn.clone());
-        connect.credentials = if self.sasl_external {
-            Credentials::SaslExternal { authz_id: None }
+        let explicit = self.bind_dn.is_some() || self.sasl_external;
+        let gssapi = self.sasl_gssapi
+            || self.sasl_mech == Some(SaslMech::Gssapi)
+            || (url.gssapi && !explicit && self.sasl_mech.is_none());
+        connect.credentials = if gssapi {
+            let security = match &self.sasl_secprops {
+                Some(props) => SecurityProps::parse(props)?,
+                None => SecurityProps::default(),
+            };
+            Credentials::Gssapi {
+                principal: self.sasl_principal.clone(),
+                authz_id: self.sasl_authzid.clone(),
+                security,
+            }
+        } else if self.sasl_external || self.sasl_mech == Some(SaslMech::External) {
+            Credentials::SaslExternal {
+                authz_id: self.sasl_authzid.clone(),
+            }
         } else if let Some(dn) = bind_dn {
             Credentials::Simple {
                 dn,
@@ -306,6 +364,54 @@ mod tests {
         assert_eq!(o.retry.base_delay(1), Some(Duration::from_secs(1)));
         assert_eq!(o.retry.base_delay(2), None);
         assert!(o.failover.is_empty());
+    }
+
+    #[test]
+    fn gssapi_from_the_url_or_the_flags() {
+        let from_url = watch(&["ldap://h/o=x?cn??(cn=*)?bindname=GSSAPI"]);
+        assert_eq!(
+            from_url.sync_options().expect("valid").connect.credentials,
+            Credentials::Gssapi {
+                principal: None,
+                authz_id: None,
+                security: SecurityProps::default(),
+            }
+        );
+        for flag in [&["-Y", "GSSAPI"][..], &["-Y", "gssapi"], &["--sasl-gssapi"]] {
+            let mut args = vec!["ldap://h/o=x", "-X", "u:other", "-O", "maxssf=1"];
+            args.extend_from_slice(flag);
+            args.extend(["--sasl-principal", "ldap/h@EXAMPLE.TEST"]);
+            let Credentials::Gssapi {
+                principal,
+                authz_id,
+                security,
+            } = watch(&args)
+                .sync_options()
+                .expect("valid")
+                .connect
+                .credentials
+            else {
+                panic!("not GSSAPI: {flag:?}");
+            };
+            assert_eq!(principal.as_deref(), Some("ldap/h@EXAMPLE.TEST"));
+            assert_eq!(authz_id.as_deref(), Some("u:other"));
+            assert_eq!(security.max_ssf, Some(1));
+        }
+        let external = watch(&["ldapi:///o=x", "-Y", "EXTERNAL", "-X", "u:x"]);
+        assert_eq!(
+            external.sync_options().expect("valid").connect.credentials,
+            Credentials::SaslExternal {
+                authz_id: Some("u:x".into())
+            }
+        );
+        let simple = watch(&["ldap://h/o=x??base??bindname=GSSAPI", "-D", "cn=a"]);
+        assert!(matches!(
+            simple.sync_options().expect("valid").connect.credentials,
+            Credentials::Simple { .. }
+        ));
+        let bad = watch(&["ldap://h/o=x", "-Y", "GSSAPI", "-O", "minssf=many"]);
+        assert!(matches!(bad.sync_options(), Err(ArgsError::Sasl(_))));
+        assert!(Cli::try_parse_from(["syncrepl", "watch", "ldap://h/o=x", "-Y", "PLAIN"]).is_err());
     }
 
     #[test]

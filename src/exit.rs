@@ -55,13 +55,14 @@ pub fn runtime_code(error: &RuntimeError) -> i32 {
         | Error::StartTlsRefused(_)
         | Error::Disconnected(_)
         | Error::Timeout(_) => CONNECTION,
-        Error::CleartextPassword(_) | Error::Bind { .. } | Error::IdentityMismatch { .. } => {
-            AUTHENTICATION
-        }
+        Error::CleartextPassword(_)
+        | Error::Bind { .. }
+        | Error::IdentityMismatch { .. }
+        | Error::Sasl { .. } => AUTHENTICATION,
         Error::NoSyncProvider(_) | Error::Search(_) => SEARCH,
         Error::RefreshRequired => REFRESH_REQUIRED,
         Error::Protocol(syncrepl_proto::Error::Timeout { .. }) => CONNECTION,
-        Error::Protocol(_) => PROTOCOL,
+        Error::Protocol(_) | Error::SecurityLayer(_) => PROTOCOL,
         Error::Sink(_) => STATE,
         _ => FAILURE,
     }
@@ -92,6 +93,9 @@ pub fn hint(error: &Error) -> Option<&'static str> {
         }
         Error::Search(result) if result.code == ResultCode::INSUFFICIENT_ACCESS_RIGHTS => {
             "the bind identity may not read this part of the directory"
+        }
+        Error::Search(result) if result.code == ResultCode::CONFIDENTIALITY_REQUIRED => {
+            "the server requires a stronger connection: use TLS, or a SASL layer with -O minssf=56"
         }
         Error::Tls(_) => "check --ca-file and that the certificate names this host",
         Error::Connect { .. } | Error::ConnectUnix { .. } => "is the server running and reachable?",

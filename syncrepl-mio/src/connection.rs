@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
+use syncrepl_proto::sasl::{GssapiBind, GssapiContext, Layer, SaslError, SecurityProps};
 use syncrepl_proto::{Event, ResultCode, Session, SessionConfig};
 
 use crate::error::Error;
@@ -43,6 +44,19 @@ pub enum Credentials {
         /// An authorization identity to assume, if any.
         authz_id: Option<String>,
     },
+    /// SASL GSSAPI (RFC 4752) with Kerberos credentials from the ccache (`KRB5CCNAME`) or a
+    /// client keytab (`KRB5_CLIENT_KTNAME`); needs the `gssapi` cargo feature.
+    Gssapi {
+        /// The service principal: `None` for `ldap@HOST` with the URL's host as written, never
+        /// canonicalised by a reverse lookup (ldap.conf's `SASL_NOCANON`); a name with `/` is a
+        /// Kerberos principal (`ldap/host@REALM`), one without a host-based service
+        /// (`ldap@host`).
+        principal: Option<String>,
+        /// An authorization identity to assume (`-X`), e.g. `dn:uid=other,dc=example,dc=com`.
+        authz_id: Option<String>,
+        /// Which security layers are acceptable (`-O`, RFC 4752 §3.3).
+        security: SecurityProps,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -53,6 +67,14 @@ impl std::fmt::Debug for Credentials {
             Credentials::SaslExternal { authz_id } => {
                 write!(f, "SaslExternal {{ authz_id: {authz_id:?} }}")
             }
+            Credentials::Gssapi {
+                principal,
+                authz_id,
+                security,
+            } => write!(
+                f,
+                "Gssapi {{ principal: {principal:?}, authz_id: {authz_id:?}, security: {security:?} }}"
+            ),
         }
     }
 }
@@ -141,6 +163,10 @@ pub struct Connection {
     gather: bool,
     /// Events were handed out since the last [`Wake::Drained`].
     undrained: bool,
+    /// The SASL security layer, once a GSSAPI bind chose integrity or confidentiality.
+    layer: Option<Layer<Box<dyn GssapiContext + Send>>>,
+    /// Bytes between the layer and the socket, kept to reuse their allocation.
+    wrapped: Vec<u8>,
 }
 
 impl Connection {
@@ -180,6 +206,8 @@ impl Connection {
             stop_reported: false,
             request_timeout: options.request_timeout,
             authz_id: None,
+            layer: None,
+            wrapped: Vec::new(),
         };
         if options.start_tls {
             let Endpoint::Ldap { host, .. } = &options.endpoint else {
@@ -215,6 +243,11 @@ impl Connection {
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
         self.transport.is_tls()
+    }
+
+    /// The SASL security layer in force: `None` unless a GSSAPI bind chose one.
+    pub fn security_layer(&self) -> Option<syncrepl_proto::sasl::SecurityLayer> {
+        self.layer.as_ref().map(Layer::security_layer)
     }
 
     fn start_tls(&mut self, config: Arc<rustls::ClientConfig>, host: &str) -> Result<(), Error> {
@@ -255,6 +288,17 @@ impl Connection {
                 self.session.bind_sasl("EXTERNAL", Some(creds), now)?;
                 "SASL EXTERNAL".to_owned()
             }
+            Credentials::Gssapi {
+                principal,
+                authz_id,
+                security,
+            } => {
+                let principal = principal
+                    .clone()
+                    .unwrap_or_else(|| format!("ldap@{}", options.endpoint.sasl_host()));
+                let secure = options.endpoint.is_secure_transport() || self.transport.is_tls();
+                return self.bind_gssapi(&principal, authz_id.as_deref(), *security, secure);
+            }
         };
         self.wait_for("bind", |event| match event {
             Event::BindResult(b) if b.result.code == ResultCode::SUCCESS => Ok(Some(())),
@@ -264,6 +308,53 @@ impl Connection {
             }),
             _ => Ok(None),
         })
+    }
+
+    /// The round trips of a GSSAPI bind (RFC 4752 §3.1); the layer it chose applies from the
+    /// next message on.
+    fn bind_gssapi(
+        &mut self,
+        principal: &str,
+        authz_id: Option<&str>,
+        security: SecurityProps,
+        secure: bool,
+    ) -> Result<(), Error> {
+        let sasl = |source: SaslError| Error::Sasl {
+            mechanism: "GSSAPI",
+            source,
+        };
+        let context = gssapi_context(principal).map_err(sasl)?;
+        let mut bind = GssapiBind::new(context, security, authz_id, secure);
+        let mut credentials = bind.initial_response().map_err(sasl)?;
+        loop {
+            self.session
+                .bind_sasl("GSSAPI", Some(&credentials), Instant::now())?;
+            let answer = self.wait_for("bind", |event| match event {
+                Event::BindResult(b) => Ok(Some(b)),
+                _ => Ok(None),
+            })?;
+            match answer.result.code {
+                ResultCode::SASL_BIND_IN_PROGRESS => {
+                    credentials = bind
+                        .challenge(answer.server_sasl_creds.as_deref())
+                        .map_err(sasl)?;
+                }
+                ResultCode::SUCCESS => {
+                    let layer = bind.success().map_err(sasl)?;
+                    tracing::debug!(%principal, layer = %layer.security_layer(), "GSSAPI bind");
+                    if layer.is_active() {
+                        self.layer = Some(layer);
+                    }
+                    return Ok(());
+                }
+                _ => {
+                    return Err(Error::Bind {
+                        dn: format!("SASL GSSAPI to {principal}"),
+                        result: answer.result,
+                    })
+                }
+            }
+        }
     }
 
     /// Asks Who am I? (RFC 4532) and returns the authzId (`dn:…`, `u:…`, or empty for anonymous).
@@ -339,7 +430,16 @@ impl Connection {
     /// Queues the session's bytes on the transport and writes what the socket takes.
     fn flush(&mut self) -> Result<(), Error> {
         let _ = self.session.poll_transmit(&mut self.out);
-        self.transport.queue(&self.out)?;
+        match &mut self.layer {
+            Some(layer) if !self.out.is_empty() => {
+                self.wrapped.clear();
+                layer
+                    .seal(&self.out, &mut self.wrapped)
+                    .map_err(Error::SecurityLayer)?;
+                self.transport.queue(&self.wrapped)?;
+            }
+            _ => self.transport.queue(&self.out)?,
+        }
         self.out.clear();
         self.transport.flush()
     }
@@ -353,7 +453,14 @@ impl Connection {
             }
             match self.transport.read(&mut self.buf)? {
                 ReadOutcome::Data(n) => {
-                    let input = self.buf.get(..n).unwrap_or_default();
+                    let mut input = self.buf.get(..n).unwrap_or_default();
+                    if let Some(layer) = &mut self.layer {
+                        self.wrapped.clear();
+                        layer
+                            .open(input, &mut self.wrapped)
+                            .map_err(Error::SecurityLayer)?;
+                        input = &self.wrapped;
+                    }
                     // A fatal error is also queued as Event::Failed, which next() reports.
                     let _ = self.session.handle_input(input);
                     self.gather = n < GATHER_BELOW
@@ -405,4 +512,21 @@ impl Connection {
         self.transport.close();
         self.stop.set_waker(None);
     }
+}
+
+/// The GSSAPI context for `principal` from the Kerberos library.
+#[cfg(feature = "gssapi")]
+fn gssapi_context(principal: &str) -> Result<Box<dyn GssapiContext + Send>, SaslError> {
+    let context = crate::gssapi::Kerberos::new(principal)?;
+    Ok(Box::new(context))
+}
+
+/// Without the `gssapi` feature there is no Kerberos library to supply a context.
+#[cfg(not(feature = "gssapi"))]
+fn gssapi_context(_principal: &str) -> Result<Box<dyn GssapiContext + Send>, SaslError> {
+    Err(SaslError::Mechanism(
+        syncrepl_proto::sasl::MechanismError::new(
+            "this build has no GSSAPI support (build syncrepl with the cargo feature gssapi)",
+        ),
+    ))
 }

@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use syncrepl_proto::sasl::SaslError;
 use syncrepl_proto::{LdapResult, ResultCode};
 
 use crate::url::UrlError;
@@ -67,6 +68,20 @@ pub enum Error {
         /// The server's result.
         result: LdapResult,
     },
+    /// A SASL bind failed on the client's side: the mechanism refused (no Kerberos ticket, an
+    /// expired one, an unknown service principal) or the server's part of the exchange was wrong
+    /// (RFC 4752 §3.1).
+    #[error("SASL {mechanism} bind: {source}")]
+    Sasl {
+        /// The mechanism, e.g. `GSSAPI`.
+        mechanism: &'static str,
+        /// What went wrong.
+        source: SaslError,
+    },
+    /// The SASL security layer failed after the bind: a buffer from the server that does not
+    /// unwrap or exceeds the negotiated size (RFC 4422 §3.7).
+    #[error("SASL security layer: {0}")]
+    SecurityLayer(SaslError),
     /// Who am I? returned another identity than the one expected.
     #[error("bound as {actual:?}, expected {expected:?}")]
     IdentityMismatch {
@@ -116,6 +131,10 @@ impl Error {
             | Error::Disconnected(_)
             | Error::Timeout(_) => true,
             Error::Protocol(e) => matches!(e, syncrepl_proto::Error::Timeout { .. }),
+            Error::Sasl {
+                source: SaslError::Mechanism(e),
+                ..
+            } => e.transient,
             Error::Bind { result, .. } | Error::Search(result) => matches!(
                 result.code,
                 ResultCode::BUSY | ResultCode::UNAVAILABLE | ResultCode::OTHER

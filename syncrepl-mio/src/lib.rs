@@ -1,7 +1,8 @@
 //! A blocking runtime for syncrepl on `mio` and `rustls`.
 //!
 //! It drives the sans-IO core of `syncrepl-proto` over real sockets — `ldap://` (optionally with
-//! StartTLS), `ldaps://` and `ldapi://` — binds (anonymous, simple, SASL EXTERNAL), runs the sync
+//! StartTLS), `ldaps://` and `ldapi://` — binds (anonymous, simple, SASL EXTERNAL, and with the `gssapi` feature SASL GSSAPI with
+//! its security layers), runs the sync
 //! search and hands its content to a [`SyncSink`], reconnecting on a slapd-style retry schedule
 //! until a [`StopHandle`] stops it. It knows nothing of mirrors: the `syncrepl` facade joins it to
 //! one.
@@ -9,6 +10,8 @@
 
 mod connection;
 mod error;
+#[cfg(feature = "gssapi")]
+mod gssapi;
 mod retry;
 mod runner;
 mod stop;
@@ -20,5 +23,6 @@ pub use error::Error;
 pub use retry::{RetryParseError, RetrySchedule};
 pub use runner::{run, Outcome, SyncOptions, SyncSink};
 pub use stop::StopHandle;
+pub use syncrepl_proto::sasl::{SaslError, SecurityLayer, SecurityProps};
 pub use transport::TlsOptions;
 pub use url::{Endpoint, LdapUrl, UrlError, DEFAULT_LDAPI_PATH};

@@ -37,6 +37,15 @@ impl Endpoint {
     pub fn is_secure_transport(&self) -> bool {
         !matches!(self, Endpoint::Ldap { .. })
     }
+
+    /// The host a SASL service principal names (`ldap@HOST`): the URL's host as written, and
+    /// `localhost` for ldapi://.
+    pub fn sasl_host(&self) -> &str {
+        match self {
+            Endpoint::Ldap { host, .. } | Endpoint::Ldaps { host, .. } => host,
+            Endpoint::Ldapi { .. } => "localhost",
+        }
+    }
 }
 
 impl fmt::Display for Endpoint {
@@ -81,6 +90,9 @@ pub struct LdapUrl {
     pub filter: String,
     /// The `bindname` extension: the DN to bind as.
     pub bind_dn: Option<String>,
+    /// `bindname=GSSAPI`: bind with SASL GSSAPI instead of as a DN (the old Python library's
+    /// convention).
+    pub gssapi: bool,
     /// The `X-BINDPW` extension: the password (the old Python library's way; prefer a file).
     pub bind_password: Option<String>,
     /// The `StartTLS` extension (OpenLDAP's name, or its OID).
@@ -96,6 +108,7 @@ impl fmt::Debug for LdapUrl {
             .field("scope", &self.scope)
             .field("filter", &self.filter)
             .field("bind_dn", &self.bind_dn)
+            .field("gssapi", &self.gssapi)
             .field("bind_password", &self.bind_password.as_ref().map(|_| "…"))
             .field("start_tls", &self.start_tls)
             .finish()
@@ -192,6 +205,7 @@ impl LdapUrl {
             scope: Scope::Base,
             filter: "(objectClass=*)".to_owned(),
             bind_dn: None,
+            gssapi: false,
             bind_password: None,
             start_tls: false,
         };
@@ -271,6 +285,7 @@ impl LdapUrl {
                 && other.scope == url.scope
                 && other.filter == url.filter
                 && other.bind_dn == url.bind_dn
+                && other.gssapi == url.gssapi
                 && other.bind_password == url.bind_password
                 && other.start_tls == url.start_tls;
             if !bare && !same_search {
@@ -305,7 +320,12 @@ impl LdapUrl {
             let name = decode(name, start)?;
             match name.to_ascii_lowercase().as_str() {
                 "bindname" => {
-                    self.bind_dn = Some(value.ok_or_else(|| err(start, "bindname needs a value"))?);
+                    let value = value.ok_or_else(|| err(start, "bindname needs a value"))?;
+                    if value.eq_ignore_ascii_case("GSSAPI") {
+                        self.gssapi = true;
+                    } else {
+                        self.bind_dn = Some(value);
+                    }
                 }
                 "x-bindpw" => {
                     self.bind_password =
@@ -386,6 +406,12 @@ mod tests {
         assert_eq!(url.scope, Scope::Subtree);
         assert_eq!(url.filter, "(objectClass=person)");
         assert_eq!(url.bind_dn.as_deref(), Some("cn=reader,dc=example,dc=com"));
+        assert!(!url.gssapi);
+        let kerberos =
+            LdapUrl::parse("ldap://ldap.example.com/dc=example,dc=com??sub??bindname=GSSAPI")
+                .expect("valid");
+        assert!(kerberos.gssapi);
+        assert_eq!(kerberos.bind_dn, None);
         assert_eq!(url.bind_password.as_deref(), Some("s?cret"));
         assert!(!format!("{url:?}").contains("s?cret"));
     }

@@ -22,6 +22,7 @@ mod error;
 mod filter;
 mod message;
 mod request;
+pub mod sasl;
 mod session;
 pub mod sync;
 mod types;

@@ -167,6 +167,9 @@ impl ResultCode {
     pub const REFERRAL: ResultCode = ResultCode(10);
     /// unavailableCriticalExtension (12): the server does not support a critical control, e.g. no syncprov.
     pub const UNAVAILABLE_CRITICAL_EXTENSION: ResultCode = ResultCode(12);
+    /// confidentialityRequired (13): the operation needs a stronger connection (TLS or a SASL
+    /// layer), e.g. slapd's `security ssf=56`.
+    pub const CONFIDENTIALITY_REQUIRED: ResultCode = ResultCode(13);
     /// saslBindInProgress (14).
     pub const SASL_BIND_IN_PROGRESS: ResultCode = ResultCode(14);
     /// noSuchObject (32).

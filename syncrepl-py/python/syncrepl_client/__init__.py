@@ -99,7 +99,9 @@ def _flags(options):
             continue
         if name == "starttls":
             flags += ["--starttls"] if value else []
-        elif name in ("allow_cleartext_password", "reset", "sasl_external", "no_reload"):
+        elif name in (
+            "allow_cleartext_password", "reset", "sasl_external", "sasl_gssapi", "no_reload"
+        ):
             flags += [f"--{name.replace('_', '-')}"] if value else []
         elif name in (
             "ca_file",
@@ -108,6 +110,9 @@ def _flags(options):
             "retry",
             "fsync",
             "expect_identity",
+            "sasl_authzid",
+            "sasl_secprops",
+            "sasl_principal",
             "connect_timeout",
             "request_timeout",
         ):
@@ -163,14 +168,15 @@ class Syncrepl:
     ``data_path`` is the directory holding the mirror (created if missing); ``callback`` a class
     or instance with the methods of :class:`~syncrepl_client.callbacks.BaseCallback`; ``mode`` a
     :class:`SyncreplMode`; ``ldap_url`` an RFC 4516 URL string (``bindname`` and ``X-BINDPW``
-    extensions for a simple bind) or an object with python-ldap ``LDAPUrl``'s fields. The URL is
+    extensions for a simple bind, ``bindname=GSSAPI`` for Kerberos) or an object with python-ldap ``LDAPUrl``'s fields. The URL is
     stored with the data without its password and used when ``ldap_url`` is omitted; a URL whose
     search part differs from the stored one raises
     :class:`~syncrepl_client.exceptions.LDAPUrlConflict`.
 
     Keyword arguments: ``starttls``, ``ca_file``, ``client_cert``, ``client_key``,
     ``bind_dn``, ``password``, ``allow_cleartext_password`` (a password is otherwise never sent
-    without TLS or ldapi), ``expect_identity``, ``retry`` (slapd's ``"5 10 60 +"`` or ``"none"``),
+    without TLS or ldapi), ``sasl_gssapi``, ``sasl_authzid``, ``sasl_secprops`` (``-O``, e.g.
+    ``"minssf=56"``), ``sasl_principal``, ``expect_identity``, ``retry`` (slapd's ``"5 10 60 +"`` or ``"none"``),
     ``fsync`` (``always``, ``group``, ``never``), ``reset``, ``connect_timeout``,
     ``request_timeout``.
 
