@@ -199,7 +199,10 @@ fn run_once<S: SyncSink>(
     let mut conn = Connection::open(&connect, stop).inspect_err(|_| {
         stop.set_waker(None);
     })?;
-    tracing::info!(%server, "connected");
+    match conn.security_layer() {
+        Some(layer) => tracing::info!(%server, sasl_layer = %layer, "connected"),
+        None => tracing::info!(%server, "connected"),
+    }
     let result = sync_on(&mut conn, server, options, sink, progressed);
     if result.is_err() {
         let _ = sink.on_interrupted();

@@ -5,11 +5,18 @@
 //!
 //! With `--replica-of URL --replica-bind DN --replica-password PW` it starts an empty OpenLDAP
 //! replica of that server instead, filled by slapd's own syncrepl consumer.
+//!
+//! With `--gssapi` it also starts a Kerberos realm on 127.0.0.1 and lets slapd accept GSSAPI
+//! binds from it (`reader@REALM` is the reader), gets the reader a ticket, and prints what a
+//! client needs besides: `realm=`, `krb5_config=` (for `KRB5_CONFIG`), `ccache=` (a file cache
+//! with the reader's ticket, for `KRB5CCNAME=FILE:…`), `client_keytab=` (the reader's keys, for
+//! `KRB5_CLIENT_KTNAME`), `principal=` and `kdc_port=`. `--sasl-secprops PROPS` and
+//! `--security FACTORS` set slapd's `sasl-secprops` and `security`.
 
 use std::io::Read;
 use std::time::Instant;
 
-use syncrepl_testkit::{ReplicaOf, Slapd};
+use syncrepl_testkit::{Realm, ReplicaOf, Slapd};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Slapd::builder().tls(false);
@@ -18,8 +25,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bind_dn: String::new(),
         password: String::new(),
     };
+    let mut gssapi = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--gssapi" {
+            gssapi = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--people" => options = options.people(value.parse()?),
@@ -27,6 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--replica-of" => replica.provider = value,
             "--replica-bind" => replica.bind_dn = value,
             "--replica-password" => replica.password = value,
+            "--sasl-secprops" => options = options.sasl_secprops(value),
+            "--security" => options = options.security(value),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -34,6 +48,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         options = options.replica_of(replica);
     }
     let started = Instant::now();
+    // Dropped after the server, which reads the realm's keytab and krb5.conf.
+    let realm = if gssapi {
+        let realm = Realm::start()?;
+        options = options.gssapi(&realm);
+        Some(realm)
+    } else {
+        None
+    };
     let slapd = options.start()?;
     println!("url={}", slapd.ldap_url());
     println!("ldapi={}", slapd.ldapi_url());
@@ -44,10 +66,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("reader_pw={}", slapd.reader_password());
     println!("pid={}", slapd.pid().unwrap_or(0));
     println!("dir={}", slapd.dir().display());
+    if let Some(realm) = &realm {
+        let ccache = realm.dir().join("reader.ccache");
+        realm.kinit(&ccache, &realm.reader_principal(), None)?;
+        println!("realm={}", realm.realm());
+        println!("krb5_config={}", realm.krb5_config().display());
+        println!("ccache={}", ccache.display());
+        println!("client_keytab={}", realm.client_keytab().display());
+        println!("principal={}", realm.reader_principal());
+        println!("kdc_port={}", realm.kdc_port());
+    }
     println!("start_s={:.2}", started.elapsed().as_secs_f64());
     println!("ready");
     let mut sink = Vec::new();
     std::io::stdin().read_to_end(&mut sink)?;
     drop(slapd);
+    drop(realm);
     Ok(())
 }

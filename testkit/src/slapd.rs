@@ -21,6 +21,8 @@
 //! | anonymous | | | read everything but `userPassword` (off with [`Options::anonymous_read`]) |
 //! | SASL EXTERNAL over ldapi | any local uid/gid, root included | | is the reader |
 //! | SASL EXTERNAL with the client certificate | `cn=reader,o=syncrepl tests` | | is the reader |
+//! | SASL GSSAPI ([`Options::gssapi`]) | principal `reader@REALM` | a ticket | is the reader |
+//! | SASL GSSAPI | any other principal `NAME@REALM` | a ticket | is `uid=NAME,ou=people,SUFFIX` |
 //!
 //! Every wait is bounded, and signals only ever go to the child this module started, by its PID.
 
@@ -33,6 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::certs;
+use crate::kerberos::Realm;
 use crate::ldif;
 pub use crate::ldif::{generate_ldif, person_dn, person_ldif, person_password};
 pub use crate::tools::Output;
@@ -86,6 +89,17 @@ pub enum Error {
         /// The last lines slapd wrote.
         log: String,
         /// Whether slapd could not bind a port (another process took it).
+        port_in_use: bool,
+    },
+    /// krb5kdc exited or did not listen in time ([`crate::kerberos::Realm`]); `log` is the end
+    /// of its output.
+    #[error("krb5kdc did not start: {reason}\n--- end of krb5kdc's output ---\n{log}")]
+    Kdc {
+        /// What happened.
+        reason: String,
+        /// The last lines krb5kdc wrote.
+        log: String,
+        /// Whether its port was taken (by another process, or by another KDC).
         port_in_use: bool,
     },
     /// A tool did not finish in time and was killed.
@@ -174,6 +188,36 @@ pub struct Options {
     /// one syncrepl consumer each, bound as the rootdn. Empty by default; see
     /// [`crate::multiprovider::Providers`], which fills it in.
     pub peers: Vec<Peer>,
+    /// Accepts SASL GSSAPI binds with tickets of a Kerberos realm (set it with
+    /// [`Options::gssapi`]): `slapd.conf` gets `sasl-host localhost`, `sasl-realm REALM` and
+    /// `authz-regexp` rules that make the principal `reader@REALM` the reader
+    /// ([`Options::reader_dn`]) and any other plain `NAME@REALM` `uid=NAME,ou=people,SUFFIX`, and
+    /// slapd runs with `KRB5_CONFIG` and `KRB5_KTNAME` from the realm (its replay cache in the
+    /// server's directory, no other inherited `KRB5*` variable but `KRB5_TRACE`). `None` (the
+    /// default) leaves the configuration and slapd's environment as without Kerberos.
+    pub gssapi: Option<Gssapi>,
+    /// slapd's `sasl-secprops` (for every SASL mechanism), e.g. `noanonymous,noplain,minssf=56`
+    /// to offer GSSAPI binds confidentiality only. `None` (the default): slapd's own default,
+    /// which offers no layer, integrity and confidentiality.
+    pub sasl_secprops: Option<String>,
+    /// slapd's global `security` factors, e.g. `ssf=56`: binds with a weaker layer still
+    /// succeed, but every later operation then fails with confidentialityRequired (13). It
+    /// applies to simple binds too (ldapi counts as ssf 71, so the admin's helpers still work).
+    /// `None` (the default) for none.
+    pub security: Option<String>,
+}
+
+/// What slapd needs to accept GSSAPI binds ([`Options::gssapi`]); made by
+/// [`crate::kerberos::Realm::server_keys`]. The files must outlive the server, so keep the realm
+/// alive as long as the [`Slapd`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gssapi {
+    /// The realm's name, e.g. `EXAMPLE.TEST`.
+    pub realm: String,
+    /// The realm's `krb5.conf` (slapd's `KRB5_CONFIG`).
+    pub krb5_config: PathBuf,
+    /// The keytab with the `ldap/…` service keys (slapd's `KRB5_KTNAME`).
+    pub keytab: PathBuf,
 }
 
 /// A provider that a multi-provider server ([`Options::peers`]) replicates from.
@@ -216,6 +260,9 @@ impl Default for Options {
             replica_of: None,
             server_id: None,
             peers: Vec::new(),
+            gssapi: None,
+            sasl_secprops: None,
+            security: None,
         }
     }
 }
@@ -304,6 +351,23 @@ impl Options {
             rid,
             provider: provider.into(),
         });
+        self
+    }
+
+    /// Sets [`Options::gssapi`] to accept GSSAPI binds with tickets of `realm`, which must
+    /// outlive the server.
+    pub fn gssapi(mut self, realm: &Realm) -> Self {
+        self.gssapi = Some(realm.server_keys());
+        self
+    }
+    /// Sets [`Options::sasl_secprops`].
+    pub fn sasl_secprops(mut self, props: impl Into<String>) -> Self {
+        self.sasl_secprops = Some(props.into());
+        self
+    }
+    /// Sets [`Options::security`].
+    pub fn security(mut self, factors: impl Into<String>) -> Self {
+        self.security = Some(factors.into());
         self
     }
 
@@ -426,6 +490,31 @@ impl Options {
                 ));
             }
         }
+        if let Some(g) = &self.gssapi {
+            let realm_ok = !g.realm.is_empty()
+                && g.realm
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-.".contains(&b));
+            if !realm_ok {
+                return Err(Error::Options(format!(
+                    "the realm name {:?} must be upper-case letters, digits, '.' and '-'",
+                    g.realm
+                )));
+            }
+        }
+        for (what, value) in [
+            ("sasl-secprops", &self.sasl_secprops),
+            ("security", &self.security),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.trim().is_empty() || v.contains(['"', '\n', '\\']))
+            {
+                return Err(Error::Options(format!(
+                    "{what} {value:?} is empty or has characters this fixture does not quote"
+                )));
+            }
+        }
         if self.suffix.contains(['"', '\n', '\\']) {
             return Err(Error::Options(format!(
                 "the suffix {:?} has characters this fixture does not quote",
@@ -478,6 +567,25 @@ impl Options {
              authz-regexp \"^{}$\" \"{reader}\"",
             certs::CLIENT_SUBJECT
         );
+        if let Some(g) = &self.gssapi {
+            // The GSSAPI identity of `NAME@REALM` is `uid=NAME,cn=realm,cn=gssapi,cn=auth`, the
+            // realm in lower case as slapd normalizes the DN before matching.
+            let realm = g.realm.to_ascii_lowercase();
+            let _ = writeln!(
+                c,
+                "sasl-host localhost\nsasl-realm {}\n\
+                 authz-regexp \"^uid={},cn={realm},cn=gssapi,cn=auth$\" \"{reader}\"\n\
+                 authz-regexp \"^uid=([^,/]+),cn={realm},cn=gssapi,cn=auth$\" \"uid=$1,ou=people,{suffix}\"",
+                g.realm,
+                crate::kerberos::READER_PRINCIPAL,
+            );
+        }
+        if let Some(props) = &self.sasl_secprops {
+            let _ = writeln!(c, "sasl-secprops {props}");
+        }
+        if let Some(factors) = &self.security {
+            let _ = writeln!(c, "security {factors}");
+        }
         let _ = writeln!(
             c,
             "\ndatabase mdb\nsuffix \"{suffix}\"\nrootdn \"{admin}\"\nrootpw {ADMIN_PW}\n\
@@ -562,6 +670,40 @@ pub enum Bind<'a> {
     /// SASL EXTERNAL: over ldapi the process's uid and gid, over TLS the client certificate
     /// ([`Slapd::client_cert_pem`]); both are mapped to the reader.
     External,
+    /// SASL GSSAPI with a ticket of `realm` (`-Y GSSAPI -N`: libldap asks for `ldap/127.0.0.1`
+    /// over `ldap://127.0.0.1`, and for `ldap/HOSTNAME` over ldapi), for a server started with
+    /// [`Options::gssapi`] of that realm. The tool gets [`Realm::client_env`] of `ccache` and
+    /// `keytab`, so it reads neither `/etc/krb5.conf` nor the caller's tickets. Without `-Q`,
+    /// so its stderr tells the layer chosen: `SASL SSF: 0` for none, `1` for integrity, the
+    /// cipher's key length for confidentiality (`256` with this realm's AES-256 keys).
+    /// [`Bind::gssapi`] makes the common case.
+    Gssapi {
+        /// The realm whose configuration the tool uses.
+        realm: &'a Realm,
+        /// The file cache with the client's tickets (see [`Realm::kinit`]); `None` for a
+        /// private memory cache, which only works with a `keytab`.
+        ccache: Option<&'a Path>,
+        /// A client keytab from which the library gets tickets itself when the cache has none or
+        /// they expired (such as [`Realm::client_keytab`]); `None` for none.
+        keytab: Option<&'a Path>,
+        /// SASL security properties for `-O`: `maxssf=0` for no layer, `maxssf=1` for
+        /// integrity, `minssf=56` to insist on confidentiality; `None` for libldap's default
+        /// (the strongest the server offers).
+        secprops: Option<&'a str>,
+    },
+}
+
+impl<'a> Bind<'a> {
+    /// [`Bind::Gssapi`] with the tickets in the file cache `ccache`, no keytab and the default
+    /// layer.
+    pub fn gssapi(realm: &'a Realm, ccache: &'a Path) -> Bind<'a> {
+        Bind::Gssapi {
+            realm,
+            ccache: Some(ccache),
+            keytab: None,
+            secprops: None,
+        }
+    }
 }
 
 /// Search scope for [`Slapd::search_scope`] and [`Slapd::ldapsearch`].
@@ -646,7 +788,9 @@ pub(crate) fn free_port(avoid: &[u16]) -> Result<u16, Error> {
     Err(Error::Options("no free loopback port".into()))
 }
 
-fn sbin(name: &str) -> PathBuf {
+/// `/usr/sbin/NAME` if it exists (the server tools live there and `PATH` often lacks it), else
+/// `NAME` from `PATH`.
+pub(crate) fn sbin(name: &str) -> PathBuf {
     let path = Path::new("/usr/sbin").join(name);
     if path.exists() {
         path
@@ -692,7 +836,7 @@ fn answers(addr: SocketAddr) -> bool {
 }
 
 /// The last `max` bytes of a file, for error messages.
-fn tail(path: &Path, max: usize) -> String {
+pub(crate) fn tail(path: &Path, max: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     let start = text.len().saturating_sub(max);
     String::from_utf8_lossy(&text[start..]).into_owned()
@@ -836,6 +980,19 @@ impl Slapd {
             if level != "none" && level != "0" {
                 command.args(["-d", level]);
             }
+        }
+        if let Some(g) = &self.options.gssapi {
+            crate::kerberos::clear_krb5_env(&mut command);
+            let mut keytab = std::ffi::OsString::from("FILE:");
+            keytab.push(&g.keytab);
+            let mut no_client_keytab = std::ffi::OsString::from("FILE:");
+            no_client_keytab.push(self.dir.join("no-such.keytab"));
+            command
+                .env("KRB5_CONFIG", &g.krb5_config)
+                .env("KRB5_KTNAME", keytab)
+                .env("KRB5RCACHEDIR", &self.dir)
+                .env("KRB5CCNAME", "MEMORY:slapd")
+                .env("KRB5_CLIENT_KTNAME", no_client_keytab);
         }
         let mut child = command
             .stdin(Stdio::null())
@@ -1118,6 +1275,20 @@ impl Slapd {
                         .env("LDAPTLS_KEY", self.client_key_pem());
                 }
                 cmd.args(["-Y", "EXTERNAL", "-Q"])
+            }
+            Bind::Gssapi {
+                realm,
+                ccache,
+                keytab,
+                secprops,
+            } => {
+                crate::kerberos::clear_krb5_env(&mut cmd);
+                cmd.envs(realm.client_env(ccache, keytab));
+                cmd.args(["-Y", "GSSAPI", "-N"]);
+                if let Some(props) = secprops {
+                    cmd.args(["-O", props]);
+                }
+                &mut cmd
             }
         };
         cmd
@@ -1415,6 +1586,50 @@ mod tests {
         assert!(!conf.contains("TLS"));
         assert!(conf.contains("require authc\n"));
         assert!(conf.contains("rootdn \"cn=admin,o=acme\"\n"));
+    }
+
+    #[test]
+    fn gssapi_and_security_are_only_there_when_asked_for() {
+        let dir = Path::new("/t");
+        let plain = Options::default().slapd_conf(dir);
+        for absent in [
+            "sasl-host",
+            "sasl-realm",
+            "gssapi",
+            "sasl-secprops",
+            "security",
+        ] {
+            assert!(!plain.contains(absent), "{absent}");
+        }
+        let options = Options {
+            gssapi: Some(Gssapi {
+                realm: "EXAMPLE.TEST".into(),
+                krb5_config: "/k/krb5.conf".into(),
+                keytab: "/k/service.keytab".into(),
+            }),
+            ..Options::default().suffix("o=acme")
+        }
+        .sasl_secprops("noanonymous,noplain,minssf=56")
+        .security("ssf=56");
+        assert!(options.check().is_ok());
+        let conf = options.slapd_conf(dir);
+        assert!(conf.contains("\nsasl-host localhost\nsasl-realm EXAMPLE.TEST\n"));
+        assert!(conf.contains(
+            "authz-regexp \"^uid=reader,cn=example.test,cn=gssapi,cn=auth$\" \"cn=reader,o=acme\"\n"
+        ));
+        assert!(conf.contains(
+            "authz-regexp \"^uid=([^,/]+),cn=example.test,cn=gssapi,cn=auth$\" \"uid=$1,ou=people,o=acme\"\n"
+        ));
+        assert!(conf.contains("\nsasl-secprops noanonymous,noplain,minssf=56\nsecurity ssf=56\n"));
+        // Global directives, before the database.
+        assert!(conf.find("security ssf=56") < conf.find("database mdb"));
+        assert!(Options::default().security("a\nb").check().is_err());
+        assert!(Options::default().sasl_secprops("").check().is_err());
+        let mut lower = options.clone();
+        if let Some(g) = &mut lower.gssapi {
+            g.realm = "example.test".into();
+        }
+        assert!(lower.check().is_err());
     }
 
     #[test]
