@@ -12,6 +12,8 @@ use syncrepl_proto::sasl::{GssapiContext, GssapiStep, MechanismError};
 const NO_CRED: u32 = 7 << 16;
 const CREDENTIALS_EXPIRED: u32 = 11 << 16;
 const ROUTINE_ERROR: u32 = 0xff << 16;
+/// MIT's `KRB5KRB_AP_ERR_TKT_EXPIRED` ("Ticket expired"), which comes with `GSS_S_FAILURE`.
+const TICKET_EXPIRED: u32 = (-1_765_328_352_i32) as u32;
 /// MIT's `KRB5_KDC_UNREACH` ("Cannot contact any KDC for realm"), as the minor status carries it.
 const KDC_UNREACHABLE: u32 = (-1_765_328_228_i32) as u32;
 
@@ -68,15 +70,16 @@ impl GssapiContext for Kerberos {
     }
 }
 
+const EXPIRED_HINT: &str = "; the Kerberos ticket has expired: run kinit again, or set \
+     KRB5_CLIENT_KTNAME to a client keytab so that tickets are renewed";
+
 /// The library's own words (its `Display`; its `Debug` misnames routine errors as flags), with
 /// what to do when the cause is a missing or expired ticket.
 fn explain(e: GssError) -> MechanismError {
     let hint = match e.major.bits() & ROUTINE_ERROR {
+        _ if e.minor == TICKET_EXPIRED => EXPIRED_HINT,
         NO_CRED => "; no Kerberos ticket: run kinit, or set KRB5_CLIENT_KTNAME to a client keytab",
-        CREDENTIALS_EXPIRED => {
-            "; the Kerberos ticket has expired: run kinit again, or set KRB5_CLIENT_KTNAME to a \
-             client keytab so that tickets are renewed"
-        }
+        CREDENTIALS_EXPIRED => EXPIRED_HINT,
         _ => "",
     };
     MechanismError {

@@ -71,7 +71,18 @@ pub(crate) fn watch(
     state: &Path,
     format: &str,
 ) -> (Child, mpsc::Receiver<String>) {
-    let mut child = syncrepl()
+    watch_with(syncrepl(), url, extra, state, format)
+}
+
+/// [`watch`] with a `syncrepl` command prepared by the caller (its environment, say).
+pub(crate) fn watch_with(
+    mut command: Command,
+    url: &str,
+    extra: &[&str],
+    state: &Path,
+    format: &str,
+) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command
         .args(["watch", url, "--state"])
         .arg(state)
         .args(["--format", format, "--retry", "0.2 100"])
@@ -93,6 +104,8 @@ pub(crate) fn watch(
     let (etx, erx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Shown with the output of a failing test.
+            eprintln!("watch: {line}");
             let _ = etx.send(line);
         }
     });
