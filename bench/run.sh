@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks syncrepl against ldapsearch, python-ldap and an OpenLDAP replica on throwaway slapd
-# servers, then the resume from two multi-provider slapds (bench/multiprovider.py).
+# servers, then GSSAPI binds and layers (bench/gssapi.py) and the resume from two multi-provider
+# slapds (bench/multiprovider.py).
 #   bench/run.sh                 N = 10,000 and 100,000, three runs each
 #   bench/run.sh 1000000         a longer run
 #   bench/run.sh --smoke         N = 1,000, one run, small change counts (what CI runs)
@@ -55,6 +56,12 @@ fi
 
 python3 bench/bench.py --syncrepl "target/$profile/syncrepl" \
     --launcher "target/$profile/examples/slapd" "${python[@]}" "${args[@]}"
+
+# Kerberos: the bind and a refresh through each SASL GSSAPI security layer.
+gssapi_args=(10000)
+[ -n "$smoke" ] && gssapi_args=(1000 --runs 1)
+python3 bench/gssapi.py --syncrepl "target/$profile/syncrepl" \
+    --launcher "target/$profile/examples/slapd" "${gssapi_args[@]}"
 
 # Two multi-provider slapds: what a resume costs with the cookie as last sent and as kept.
 providers_sizes=(2000 100000)

@@ -16,10 +16,10 @@ FILTER = "(objectClass=inetOrgPerson)"
 
 
 class Slapd:
-    def __init__(self, people=50):
+    def __init__(self, people=50, extra=()):
         env = dict(os.environ, PATH="/usr/sbin:" + os.environ.get("PATH", ""))
         self.proc = subprocess.Popen(
-            [LAUNCHER, "--people", str(people)],
+            [LAUNCHER, "--people", str(people), *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
