@@ -204,6 +204,10 @@ fn identity_and_credential_errors_are_clear() {
     );
     assert_fails(&out, 4, "expected \"dn:cn=admin\"");
 
+    let proxy = ["-Y", "GSSAPI", "-X", "dn:cn=admin,dc=example,dc=com"];
+    let out = k.refresh_only(&state, &proxy);
+    assert_fails(&out, 4, "authorization failure");
+
     let wrong_realm = [
         "-Y",
         "GSSAPI",

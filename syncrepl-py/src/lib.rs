@@ -50,14 +50,20 @@ fn error(kind: &str, message: impl std::fmt::Display) -> PyErr {
 /// At most this many attribute names are kept as Python strings (a directory has a few hundred).
 const NAMES: usize = 4096;
 
-/// The Python string of an attribute name: the few names of a directory are made once, not once
+/// The Python strings of attribute names: the few names of a directory are made once, not once
 /// an entry.
-fn attribute_name<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Py<PyString>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    let mut cache = cache
+type NameCache = HashMap<String, Py<PyString>>;
+
+fn name_cache() -> MutexGuard<'static, NameCache> {
+    static CACHE: OnceLock<Mutex<NameCache>> = OnceLock::new();
+    CACHE
+        .get_or_init(Mutex::default)
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The Python string of an attribute name, from the cache when it is there.
+fn attribute_name<'py>(py: Python<'py>, cache: &mut NameCache, name: &str) -> Bound<'py, PyString> {
     if let Some(held) = cache.get(name) {
         return held.bind(py).clone();
     }
@@ -71,19 +77,26 @@ fn attribute_name<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
 /// Attributes as python-ldap gives them: a dict of lists of bytes, in the order the server sent.
 fn attributes<'py>(py: Python<'py>, list: &AttributeList) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
+    let mut cache = name_cache();
     for attribute in list {
-        let name = attribute_name(py, attribute.name);
-        let values: Vec<Bound<'py, PyBytes>> =
-            attribute.values.map(|v| PyBytes::new(py, v)).collect();
-        let values = PyList::new(py, values)?;
-        match dict.get_item(&name)? {
-            Some(existing) => {
-                let existing = existing.downcast::<PyList>()?;
-                for v in values.iter() {
-                    existing.append(v)?;
-                }
+        let name = attribute_name(py, &mut cache, attribute.name);
+        let values = PyList::empty(py);
+        for value in attribute.values {
+            values.append(PyBytes::new(py, value))?;
+        }
+        let before = dict.len();
+        dict.set_item(&name, &values)?;
+        if dict.len() == before {
+            // The same attribute twice in one entry: rare; the values go together, in order.
+            let merged = PyList::empty(py);
+            for v in list
+                .into_iter()
+                .filter(|a| a.name == attribute.name)
+                .flat_map(|a| a.values)
+            {
+                merged.append(PyBytes::new(py, v))?;
             }
-            None => dict.set_item(name, values)?,
+            dict.set_item(name, merged)?;
         }
     }
     Ok(dict)
