@@ -8,7 +8,7 @@ use syncrepl_mio::{
     ConnectOptions, Credentials, Endpoint, LdapUrl, RetrySchedule, SecurityProps, SyncOptions,
 };
 use syncrepl_proto::{Scope, SyncMode, SyncRequest};
-use syncrepl_state::{FsyncPolicy, OpenOptions};
+use syncrepl_state::{FsyncPolicy, Mirror, OpenOptions, SearchSpec};
 
 /// Keep a live local copy of an LDAP directory with RFC 4533 Content Synchronization.
 #[derive(Debug, Parser)]
@@ -71,9 +71,25 @@ pub enum SaslMech {
     Gssapi,
 }
 
-/// Arguments of `watch`.
+/// Arguments of `watch`: the search to mirror, and where its changes go.
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
+    /// The search, the servers, the bind and the state.
+    #[command(flatten)]
+    pub sync: SyncArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Append the changes to FILE instead of writing them to stdout; it is synced before each
+    /// commit as `--fsync` says, so that a change counts as delivered only once it is on disk.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// What every command that mirrors a search takes (`watch`, and the publishers built on this
+/// crate): the search and its servers, the bind, the state directory and the retry policy.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
     /// LDAP URL (RFC 4516) of the search to mirror, e.g.
     /// `ldap://127.0.0.1/ou=people,dc=example,dc=com??sub?(objectClass=inetOrgPerson)`.
     /// The scope defaults to `base` as RFC 4516 says; write `??sub` for a subtree.
@@ -88,13 +104,6 @@ pub struct WatchArgs {
     /// only, and every run starts with a full refresh.
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Append the changes to FILE instead of writing them to stdout; it is synced before each
-    /// commit as `--fsync` says, so that a change counts as delivered only once it is on disk.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
     /// One refresh, then exit, instead of listening for changes.
     #[arg(long)]
     pub refresh_only: bool,
@@ -218,7 +227,7 @@ pub enum ArgsError {
     Sasl(#[from] syncrepl_mio::SaslError),
 }
 
-impl WatchArgs {
+impl SyncArgs {
     /// The first URL, checked, and the other servers.
     pub fn ldap_urls(&self) -> Result<(LdapUrl, Vec<Endpoint>), ArgsError> {
         Ok(LdapUrl::parse_many(&self.url.join(" "))?)
@@ -254,6 +263,20 @@ impl WatchArgs {
             reset: self.reset,
             ..OpenOptions::default()
         }
+    }
+
+    /// Opens the mirror these arguments name, for `options` (from [`SyncArgs::sync_options`]):
+    /// the state directory, or memory without one; `--reload` drops its cookie.
+    pub fn open_mirror(&self, options: &SyncOptions) -> Result<Mirror, syncrepl_state::Error> {
+        let spec = SearchSpec::from_request(&options.request);
+        let mut mirror = match &self.state {
+            Some(dir) => Mirror::open(dir, spec, self.open_options())?,
+            None => Mirror::in_memory(spec),
+        };
+        if self.reload {
+            mirror.refresh_required()?;
+        }
+        Ok(mirror)
     }
 
     /// The runtime options these arguments describe.
@@ -330,11 +353,11 @@ pub fn scope_name(scope: Scope) -> &'static str {
 mod tests {
     use super::*;
 
-    fn watch(args: &[&str]) -> WatchArgs {
+    fn watch(args: &[&str]) -> SyncArgs {
         let mut argv = vec!["syncrepl", "watch"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).expect("valid arguments").command {
-            Command::Watch(w) => *w,
+            Command::Watch(w) => w.sync,
             other => panic!("not watch: {other:?}"),
         }
     }

@@ -14,7 +14,7 @@ use syncrepl::output;
 use syncrepl::progress::Progress;
 use syncrepl_mio::{Outcome, StopHandle};
 use syncrepl_proto::EntryUuid;
-use syncrepl_state::{Change, Consumer, ConsumerError, Entries, Entry, Mirror, SearchSpec};
+use syncrepl_state::{Change, Consumer, ConsumerError, Entries, Entry, Mirror};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -116,25 +116,15 @@ fn install_signals(stop: &StopHandle) -> io::Result<()> {
 }
 
 fn watch(args: &WatchArgs) -> i32 {
-    let options = match args.sync_options() {
+    let options = match args.sync.sync_options() {
         Ok(o) => o,
         Err(e) => return fail(e, exit::USAGE),
     };
-    let spec = SearchSpec::from_request(&options.request);
-    let open = args.open_options();
-    let fsync = open.fsync;
-    let mut mirror = match &args.state {
-        Some(state) => match Mirror::open(state, spec, open) {
-            Ok(m) => m,
-            Err(e) => return fail(e, exit::STATE),
-        },
-        None => Mirror::in_memory(spec),
+    let fsync = args.sync.open_options().fsync;
+    let mut mirror = match args.sync.open_mirror(&options) {
+        Ok(m) => m,
+        Err(e) => return fail(e, exit::STATE),
     };
-    if args.reload {
-        if let Err(e) = mirror.refresh_required() {
-            return fail(e, exit::STATE);
-        }
-    }
     let stop = StopHandle::new();
     if let Err(e) = install_signals(&stop) {
         return fail(format!("cannot handle signals: {e}"), exit::FAILURE);

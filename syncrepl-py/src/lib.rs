@@ -291,7 +291,7 @@ impl Stream {
         let Command::Watch(args) = cli.command else {
             return Err(error("usage", "not a watch command"));
         };
-        let mut options = args.sync_options().map_err(|e| error("usage", e))?;
+        let mut options = args.sync.sync_options().map_err(|e| error("usage", e))?;
         if bind_dn.is_some() || password.is_some() {
             let url_dn = match &options.connect.credentials {
                 Credentials::Simple { dn, .. } => Some(dn.clone()),
@@ -304,7 +304,7 @@ impl Stream {
             };
         }
         let spec = SearchSpec::from_request(&options.request);
-        let open = args.open_options();
+        let open = args.sync.open_options();
         let mirror = match &state {
             Some(dir) => {
                 py.allow_threads(|| Mirror::open(dir, spec, open))
