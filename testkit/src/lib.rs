@@ -4,7 +4,8 @@
 //! PID, two or more such servers in multi-provider replication with each other
 //! ([`Providers`], serverID 1, 2, … with the same data), a throwaway Kerberos realm whose KDC
 //! runs on 127.0.0.1 ([`Realm`]) for SASL GSSAPI binds ([`Options::gssapi`], [`Bind::Gssapi`]),
-//! and a scripted proxy that makes the real server misbehave on purpose.
+//! NATS servers with JetStream on 127.0.0.1, alone ([`NatsServer`]) or three in a cluster
+//! ([`NatsCluster`]), and a scripted proxy that makes the real server misbehave on purpose.
 //!
 //! ```no_run
 //! use syncrepl_testkit::slapd::{Scope, Slapd};
@@ -19,7 +20,8 @@
 //! It needs OpenLDAP's `slapd`, `slapadd` and client tools (Debian: `slapd`, `ldap-utils`), with
 //! modules in `/usr/lib/ldap` and schema in `/etc/ldap/schema`; the realm needs MIT Kerberos's
 //! KDC and tools and Cyrus SASL's GSSAPI module (Debian: `krb5-kdc`, `krb5-admin-server`,
-//! `krb5-user`, `libsasl2-modules-gssapi-mit`). `scripts/install-deps` installs them all.
+//! `krb5-user`, `libsasl2-modules-gssapi-mit`), and the NATS fixtures need `nats-server` 2.9 or
+//! later (Debian: `nats-server`). `scripts/install-deps` installs them all.
 #![forbid(unsafe_code)]
 
 mod certs;
@@ -27,10 +29,12 @@ pub mod dirsrv;
 pub mod kerberos;
 pub mod ldif;
 pub mod multiprovider;
+pub mod nats;
 pub mod proxy;
 pub mod slapd;
 mod tools;
 
 pub use kerberos::Realm;
 pub use multiprovider::Providers;
+pub use nats::{NatsCluster, NatsNode, NatsOptions, NatsServer};
 pub use slapd::{Bind, Error, Gssapi, Options, Output, Peer, ReplicaOf, Scope, Slapd, Transport};

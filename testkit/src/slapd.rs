@@ -102,6 +102,17 @@ pub enum Error {
         /// Whether its port was taken (by another process, or by another KDC).
         port_in_use: bool,
     },
+    /// nats-server exited or was not ready in time ([`crate::nats`]); `log` is the end of its
+    /// output.
+    #[error("nats-server was not ready: {reason}\n--- end of nats-server's output ---\n{log}")]
+    Nats {
+        /// What happened.
+        reason: String,
+        /// The last lines nats-server wrote.
+        log: String,
+        /// Whether it could not bind a port (another process took it).
+        port_in_use: bool,
+    },
     /// A tool did not finish in time and was killed.
     #[error("{what} did not finish within {after:?}; its stderr: {output}")]
     Timeout {
