@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use base64::Engine;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{json, Map, Value};
 use syncrepl_proto::AttributeList;
 use syncrepl_state::{Change, ChangeKind};
@@ -157,39 +158,108 @@ fn write_ldif(out: &mut dyn Write, c: &Change) -> io::Result<()> {
 }
 
 fn write_json(out: &mut dyn Write, c: &Change) -> io::Result<()> {
-    let mut object = Map::new();
-    object.insert("seq".into(), json!(c.seq));
-    object.insert("kind".into(), json!(c.label()));
-    object.insert("dn".into(), json!(c.dn()));
-    if let Some(old_dn) = &c.old_dn {
-        object.insert("old_dn".into(), json!(old_dn));
-    }
-    object.insert("entryUUID".into(), json!(c.uuid.to_string()));
-    if c.kind != ChangeKind::Delete {
-        object.insert("attributes".into(), json_attributes(&c.entry.attributes));
-    }
-    if c.kind == ChangeKind::Modify {
-        let mut added = Map::new();
-        let mut removed = Map::new();
-        for delta in &c.delta {
-            if !delta.added.is_empty() {
-                added.insert(
-                    delta.name.clone(),
-                    json_values(delta.added.iter().map(Vec::as_slice)),
-                );
-            }
-            if !delta.removed.is_empty() {
-                removed.insert(
-                    delta.name.clone(),
-                    json_values(delta.removed.iter().map(Vec::as_slice)),
-                );
+    let mut ser = serde_json::Serializer::new(&mut *out);
+    JsonChange(c).serialize(&mut ser)?;
+    out.write_all(b"\n")
+}
+
+/// A change as `--format json` writes it, serialized as it goes rather than built as a
+/// [`Value`] first (the publishers write one per change).
+struct JsonChange<'a>(&'a Change);
+
+impl Serialize for JsonChange<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        let mut object = serializer.serialize_map(None)?;
+        object.serialize_entry("seq", &c.seq)?;
+        object.serialize_entry("kind", c.label())?;
+        object.serialize_entry("dn", c.dn())?;
+        if let Some(old_dn) = &c.old_dn {
+            object.serialize_entry("old_dn", old_dn)?;
+        }
+        object.serialize_entry("entryUUID", &c.uuid.to_string())?;
+        if c.kind != ChangeKind::Delete {
+            if has_repeated_names(&c.entry.attributes) {
+                object.serialize_entry("attributes", &json_attributes(&c.entry.attributes))?;
+            } else {
+                object.serialize_entry("attributes", &JsonAttributes(&c.entry.attributes))?;
             }
         }
-        object.insert("added".into(), Value::Object(added));
-        object.insert("removed".into(), Value::Object(removed));
+        if c.kind == ChangeKind::Modify {
+            let side = |added: bool| JsonDelta { change: c, added };
+            object.serialize_entry("added", &side(true))?;
+            object.serialize_entry("removed", &side(false))?;
+        }
+        object.end()
     }
-    serde_json::to_writer(&mut *out, &Value::Object(object))?;
-    out.write_all(b"\n")
+}
+
+/// Whether an attribute may appear twice in the list (which one JSON object cannot hold apart):
+/// checked without allocating for up to 32 attributes, assumed beyond.
+fn has_repeated_names(list: &AttributeList) -> bool {
+    let mut seen = [""; 32];
+    for (count, attribute) in list.into_iter().enumerate() {
+        if count == seen.len() || seen[..count].contains(&attribute.name) {
+            return true;
+        }
+        seen[count] = attribute.name;
+    }
+    false
+}
+
+/// An attribute list without repeated names as a JSON object of arrays.
+struct JsonAttributes<'a>(&'a AttributeList);
+
+impl Serialize for JsonAttributes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for attribute in self.0 {
+            map.serialize_entry(attribute.name, &JsonValues(attribute.values.clone()))?;
+        }
+        map.end()
+    }
+}
+
+/// The values that a modify added (or removed), by attribute.
+struct JsonDelta<'a> {
+    change: &'a Change,
+    added: bool,
+}
+
+impl Serialize for JsonDelta<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for delta in &self.change.delta {
+            let values = if self.added {
+                &delta.added
+            } else {
+                &delta.removed
+            };
+            if !values.is_empty() {
+                map.serialize_entry(&delta.name, &JsonValues(values.iter().map(Vec::as_slice)))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Values as a JSON array: strings, or `{"base64": …}` for values that are not UTF-8.
+struct JsonValues<I>(I);
+
+impl<'v, I: Iterator<Item = &'v [u8]> + Clone> Serialize for JsonValues<I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        for value in self.0.clone() {
+            match std::str::from_utf8(value) {
+                Ok(text) => seq.serialize_element(text)?,
+                Err(_) => {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+                    seq.serialize_element(&json!({ "base64": encoded }))?;
+                }
+            }
+        }
+        seq.end()
+    }
 }
 
 fn text_modifications(mods: &[Modification]) -> String {

@@ -187,7 +187,7 @@ fn publish(args: &PublishArgs, runtime: &tokio::runtime::Runtime) -> i32 {
             Err(e) => return fail(e, exit::STATE),
         };
         let mut publisher = Publisher::new(
-            runtime.handle().clone(),
+            runtime.handle(),
             js,
             subjects.clone(),
             identity,

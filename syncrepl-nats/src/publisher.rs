@@ -2,11 +2,11 @@
 //! JetStream and takes it only once JetStream has acknowledged it, with a bounded window of
 //! publishes in flight instead of one round trip each.
 
-use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::io::Write;
 use std::path::Path;
-
-use std::future::IntoFuture;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage as Publish;
@@ -18,6 +18,7 @@ use syncrepl::proto::Cookie;
 use syncrepl::state::{Change, Entries, Mirror};
 use syncrepl::{Consumer, ConsumerError};
 use tokio::runtime::Handle;
+use tokio::sync::mpsc;
 
 use crate::subjects::Subjects;
 use crate::Error;
@@ -61,10 +62,16 @@ fn valid_identity(text: &str) -> bool {
     text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// A publish in flight: the change it carries (none for a marker) and its acknowledgement.
-struct InFlight {
+/// Messages handed to the publishing task at once: one wake-up of the task per batch, not per
+/// change (a persist change goes at once, as a batch of one, since a flush follows it).
+const BATCH: usize = 128;
+
+/// One message for the publishing task: where, what, and the change it carries (none for a
+/// marker).
+struct Outgoing {
+    subject: String,
+    message: Publish,
     seq: Option<u64>,
-    ack: PublishAckFuture,
 }
 
 /// Counts of what the publisher did, for logs and tests.
@@ -77,17 +84,67 @@ pub struct PublishStats {
     pub duplicates: u64,
 }
 
+/// What the acknowledging task learned, shared with the sync thread: counters it updates
+/// without a lock, and a lock and condition variable only for a flush that waits.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Messages acknowledged by JetStream, in order.
+    count: AtomicU64,
+    /// The highest change sequence number among them.
+    acked: AtomicU64,
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+    failed: AtomicBool,
+    /// The first failure: nothing after it counts.
+    error: Mutex<Option<String>>,
+    /// The `count` a waiting flush needs (0: none waits), so that it is woken once, not per
+    /// acknowledgement.
+    waiting_for: AtomicU64,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn error(&self) -> MutexGuard<'_, Option<String>> {
+        self.error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) {
+        let _guard = {
+            let mut guard = self.error();
+            guard.get_or_insert_with(|| e.to_string());
+            guard
+        };
+        self.failed.store(true, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// After `count` grew to `count`: wakes a flush that waits for it.
+    fn wake(&self, count: u64) {
+        // SeqCst with the flush's store of `waiting_for` and load of `count`: one of the two
+        // sees the other's write, so no wake-up is lost.
+        let target = self.waiting_for.load(Ordering::SeqCst);
+        if target != 0 && count >= target {
+            let _guard = self.error();
+            self.changed.notify_all();
+        }
+    }
+}
+
 /// Publishes the change stream to JetStream (see the module documentation).
+///
+/// The sync thread hands each message to a task on the runtime, which publishes it at once; a
+/// second task awaits the acknowledgements in order. Neither waits for the other, so publishes
+/// are pipelined; at most `max_in_flight` wait for their acknowledgement.
 pub struct Publisher {
-    runtime: Handle,
-    js: Context,
+    outgoing: mpsc::Sender<Vec<Outgoing>>,
+    batch: Vec<Outgoing>,
+    shared: Arc<Shared>,
     subjects: Subjects,
     identity: String,
-    window: VecDeque<InFlight>,
-    max_in_flight: usize,
-    acked: u64,
-    stats: PublishStats,
-    failed: bool,
+    /// Messages handed to the publishing task.
+    sent: u64,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -95,9 +152,7 @@ impl std::fmt::Debug for Publisher {
         f.debug_struct("Publisher")
             .field("subjects", &self.subjects)
             .field("identity", &self.identity)
-            .field("in_flight", &self.window.len())
-            .field("acked", &self.acked)
-            .field("stats", &self.stats)
+            .field("sent", &self.sent)
             .finish()
     }
 }
@@ -106,81 +161,146 @@ impl Publisher {
     /// A publisher on `js` (whose client runs on `runtime`), to `subjects`, naming messages
     /// after `identity`; at most `max_in_flight` publishes wait for their acknowledgement.
     pub fn new(
-        runtime: Handle,
+        runtime: &Handle,
         js: Context,
         subjects: Subjects,
         identity: String,
         max_in_flight: usize,
     ) -> Publisher {
+        let max_in_flight = max_in_flight.max(1);
+        let (outgoing, mut to_publish) =
+            mpsc::channel::<Vec<Outgoing>>(max_in_flight.div_ceil(BATCH));
+        let (in_flight, mut to_settle) =
+            mpsc::channel::<(Option<u64>, PublishAckFuture)>(max_in_flight);
+        let shared = Arc::new(Shared::default());
+        let publishing = shared.clone();
+        runtime.spawn(async move {
+            'publishing: while let Some(batch) = to_publish.recv().await {
+                for next in batch {
+                    match js.send_publish(next.subject, next.message).await {
+                        Ok(ack) => {
+                            if in_flight.send((next.seq, ack)).await.is_err() {
+                                break 'publishing;
+                            }
+                        }
+                        Err(e) => {
+                            publishing.fail(e);
+                            break 'publishing;
+                        }
+                    }
+                }
+            }
+        });
+        let settling = shared.clone();
+        runtime.spawn(async move {
+            while let Some((seq, ack)) = to_settle.recv().await {
+                match ack.into_future().await {
+                    Ok(ack) => {
+                        let counter = if ack.duplicate {
+                            &settling.duplicates
+                        } else {
+                            &settling.stored
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if let Some(seq) = seq {
+                            settling.acked.fetch_max(seq, Ordering::Release);
+                        }
+                        let count = settling.count.fetch_add(1, Ordering::SeqCst) + 1;
+                        settling.wake(count);
+                    }
+                    Err(e) => {
+                        settling.fail(e);
+                        break;
+                    }
+                }
+            }
+        });
         Publisher {
-            runtime,
-            js,
+            outgoing,
+            batch: Vec::with_capacity(BATCH),
+            shared,
             subjects,
             identity,
-            window: VecDeque::new(),
-            max_in_flight: max_in_flight.max(1),
-            acked: 0,
-            stats: PublishStats::default(),
-            failed: false,
+            sent: 0,
         }
     }
 
     /// What was published so far.
     pub fn stats(&self) -> PublishStats {
-        self.stats
+        PublishStats {
+            stored: self.shared.stored.load(Ordering::Acquire),
+            duplicates: self.shared.duplicates.load(Ordering::Acquire),
+        }
     }
 
     /// Whether publishing failed (NATS unreachable, the stream full or a publish refused): the
     /// run stopped for the publisher's sake, and trying again later may succeed.
     pub fn failed(&self) -> bool {
-        self.failed
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    fn error(&self) -> Option<Error> {
+        if !self.failed() {
+            return None;
+        }
+        self.shared.error().clone().map(Error::Publish)
     }
 
     fn send(&mut self, subject: String, message: Publish, seq: Option<u64>) -> Result<(), Error> {
-        while self.window.len() >= self.max_in_flight {
-            self.settle_oldest()?;
+        if let Some(e) = self.error() {
+            return Err(e);
         }
-        let sent = self
-            .runtime
-            .block_on(self.js.send_publish(subject, message));
-        let ack = sent.map_err(|e| self.fail(Error::Publish(e.to_string())))?;
-        self.window.push_back(InFlight { seq, ack });
+        self.batch.push(Outgoing {
+            subject,
+            message,
+            seq,
+        });
+        self.sent += 1;
+        if self.batch.len() >= BATCH {
+            self.hand_over()?;
+        }
         Ok(())
     }
 
-    fn settle_oldest(&mut self) -> Result<(), Error> {
-        let Some(in_flight) = self.window.pop_front() else {
+    /// Hands the batch to the publishing task (waiting while `max_in_flight` are on their way).
+    fn hand_over(&mut self) -> Result<(), Error> {
+        if self.batch.is_empty() {
             return Ok(());
-        };
-        let ack = self.runtime.block_on(in_flight.ack.into_future());
-        let ack = ack.map_err(|e| self.fail(Error::Publish(e.to_string())))?;
-        if ack.duplicate {
-            self.stats.duplicates += 1;
-        } else {
-            self.stats.stored += 1;
         }
-        if let Some(seq) = in_flight.seq {
-            self.acked = self.acked.max(seq);
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        if self.outgoing.blocking_send(batch).is_err() {
+            return Err(self
+                .error()
+                .unwrap_or_else(|| Error::Publish("the publishing task ended".into())));
         }
         Ok(())
     }
 
+    /// Waits until JetStream has acknowledged everything sent, or a publish failed.
     fn settle_all(&mut self) -> Result<(), Error> {
-        while !self.window.is_empty() {
-            self.settle_oldest()?;
-        }
-        Ok(())
-    }
-
-    fn fail(&mut self, e: Error) -> Error {
-        self.failed = true;
-        // What was sent after the failure may or may not be stored: it is published again.
-        self.window.clear();
-        e
+        self.hand_over()?;
+        let shared = &self.shared;
+        let mut guard = shared.error();
+        shared.waiting_for.store(self.sent.max(1), Ordering::SeqCst);
+        let result = loop {
+            if let Some(e) = guard.as_ref() {
+                break Err(Error::Publish(e.clone()));
+            }
+            if shared.count.load(Ordering::SeqCst) >= self.sent {
+                break Ok(());
+            }
+            guard = shared
+                .changed
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        };
+        shared.waiting_for.store(0, Ordering::SeqCst);
+        result
     }
 
     fn marker(&mut self, kind: &str, body: serde_json::Value) -> Result<(), Error> {
-        let id = format!("{}-{kind}-{}", self.identity, self.acked);
+        let acked = self.shared.acked.load(Ordering::Acquire);
+        let id = format!("{}-{kind}-{acked}", self.identity);
         let message = Publish::build()
             .payload(Bytes::from(body.to_string()))
             .header(KIND_HEADER, kind)
@@ -191,8 +311,9 @@ impl Publisher {
 }
 
 /// The message of one change: its JSON (as `watch --format json` prints it) and its headers.
-pub fn change_message(change: &Change, identity: &str) -> Result<Publish, Error> {
-    let mut body = Vec::new();
+pub fn change_message(change: &Change, uuid: &str, identity: &str) -> Result<Publish, Error> {
+    // About what the JSON takes: the values, their names and quotes.
+    let mut body = Vec::with_capacity(256 + 2 * change.entry.attributes.as_ber().len());
     syncrepl::output::write_change(&mut body, Format::Json, change)
         .map_err(|e| Error::Publish(format!("encoding change {}: {e}", change.seq)))?;
     if body.last() == Some(&b'\n') {
@@ -201,7 +322,7 @@ pub fn change_message(change: &Change, identity: &str) -> Result<Publish, Error>
     let mut headers = HeaderMap::new();
     headers.insert(SEQ_HEADER, change.seq.to_string().as_str());
     headers.insert(KIND_HEADER, change.label());
-    headers.insert(UUID_HEADER, change.uuid.to_string().as_str());
+    headers.insert(UUID_HEADER, uuid);
     if !change.dn().contains(['\r', '\n']) {
         headers.insert(DN_HEADER, change.dn());
     }
@@ -213,8 +334,9 @@ pub fn change_message(change: &Change, identity: &str) -> Result<Publish, Error>
 
 impl Consumer for Publisher {
     fn on_change(&mut self, change: &Change) -> Result<(), ConsumerError> {
-        let message = change_message(change, &self.identity)?;
-        self.send(self.subjects.entry(&change.uuid), message, Some(change.seq))?;
+        let uuid = change.uuid.to_string();
+        let message = change_message(change, &uuid, &self.identity)?;
+        self.send(self.subjects.entry(&uuid), message, Some(change.seq))?;
         Ok(())
     }
 
@@ -223,7 +345,8 @@ impl Consumer for Publisher {
     }
 
     fn acknowledged(&mut self) -> Option<u64> {
-        (self.acked > 0).then_some(self.acked)
+        let acked = self.shared.acked.load(Ordering::Acquire);
+        (acked > 0).then_some(acked)
     }
 
     fn on_refresh_done(&mut self, entries: &Entries) -> Result<(), ConsumerError> {

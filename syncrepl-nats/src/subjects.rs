@@ -1,8 +1,6 @@
 //! Where each message goes: one subject per entry, so that the stream keeps the last message of
 //! every entry (a compacted copy of the directory), and one for markers.
 
-use syncrepl::proto::EntryUuid;
-
 /// The subjects under one prefix (`--subject`, e.g. `ldap.people`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
@@ -50,8 +48,9 @@ impl Subjects {
         format!("{}.entry.>", self.prefix)
     }
 
-    /// The subject of one entry, by its entryUUID (RFC 4533 §2.2), which survives renames.
-    pub fn entry(&self, uuid: &EntryUuid) -> String {
+    /// The subject of one entry, by its entryUUID in text form (RFC 4533 §2.2), which survives
+    /// renames.
+    pub fn entry(&self, uuid: &str) -> String {
         format!("{}.entry.{uuid}", self.prefix)
     }
 
@@ -72,6 +71,7 @@ impl Subjects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use syncrepl::proto::EntryUuid;
 
     #[test]
     fn prefixes_and_subjects() {
@@ -81,11 +81,11 @@ mod tests {
             .expect("uuid");
         assert_eq!(s.all(), "ldap.people.>");
         assert_eq!(
-            s.entry(&uuid),
+            s.entry(&uuid.to_string()),
             "ldap.people.entry.9c0de3d8-1a5e-4f3a-9b83-2a1f2e0f8a11"
         );
         assert_eq!(
-            s.entry_uuid(&s.entry(&uuid)),
+            s.entry_uuid(&s.entry(&uuid.to_string())),
             Some("9c0de3d8-1a5e-4f3a-9b83-2a1f2e0f8a11")
         );
         assert_eq!(s.entry_uuid(&s.marker()), None);

@@ -26,13 +26,19 @@ impl EntryUuid {
 impl fmt::Display for EntryUuid {
     /// The RFC 4122 text form, as slapd shows entryUUID: `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 36];
+        let mut at = 0;
         for (i, b) in self.0.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
+                text[at] = b'-';
+                at += 1;
             }
-            write!(f, "{b:02x}")?;
+            text[at] = HEX[usize::from(b >> 4)];
+            text[at + 1] = HEX[usize::from(b & 0x0f)];
+            at += 2;
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
