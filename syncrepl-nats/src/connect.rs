@@ -83,10 +83,16 @@ impl NatsArgs {
         if self.nats_tls {
             options = options.require_tls(true);
         }
+        let servers: Vec<&str> = self
+            .nats_url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         options
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None)
-            .connect(self.nats_url.as_str())
+            .connect(servers)
             .await
             .map_err(|e| Error::Connect(format!("{}: {e}", self.nats_url)))
     }

@@ -255,9 +255,19 @@ async fn dump(args: &DumpArgs) -> i32 {
         Err(e) => return fail(e, exit::CONNECTION),
     };
     let js = async_nats::jetstream::new(client);
-    let (rebuilt, mut reader) = match rebuild(&js, &args.stream.stream, subjects).await {
-        Ok(r) => r,
-        Err(e) => return fail(e, exit::FAILURE),
+    // A cluster that just lost a node answers consumer requests only once it has elected the
+    // stream's new leader: retry for a while.
+    let mut attempt = 0;
+    let (rebuilt, mut reader) = loop {
+        match rebuild(&js, &args.stream.stream, subjects.clone()).await {
+            Ok(r) => break r,
+            Err(e) if e.is_retryable() && attempt < 20 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "reading the stream failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return fail(e, exit::FAILURE),
+        }
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let written = match args.format {
