@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks syncrepl against ldapsearch, python-ldap and an OpenLDAP replica on throwaway slapd
-# servers, then GSSAPI binds and layers (bench/gssapi.py) and the resume from two multi-provider
-# slapds (bench/multiprovider.py).
+# servers, then GSSAPI binds and layers (bench/gssapi.py), the JetStream fan-out (bench/nats.py)
+# and the resume from two multi-provider slapds (bench/multiprovider.py).
 #   bench/run.sh                 N = 10,000 and 100,000, three runs each
 #   bench/run.sh 1000000         a longer run
 #   bench/run.sh --smoke         N = 1,000, one run, small change counts (what CI runs)
@@ -62,6 +62,14 @@ gssapi_args=(10000)
 [ -n "$smoke" ] && gssapi_args=(1000 --runs 1)
 python3 bench/gssapi.py --syncrepl "target/$profile/syncrepl" \
     --launcher "target/$profile/examples/slapd" "${gssapi_args[@]}"
+
+# Fan-out: a refresh published to JetStream against watch --state, and the persist latency to a
+# JetStream consumer.
+nats_args=(100000 --runs 3 --latency-changes 300)
+[ -n "$smoke" ] && nats_args=(1000 --runs 1 --latency-changes 20)
+cargo build "${build[@]}" -p syncrepl-nats
+python3 bench/nats.py --syncrepl "target/$profile/syncrepl" --nats-bin "target/$profile/syncrepl-nats" \
+    --launcher "target/$profile/examples/slapd" "${nats_args[@]}"
 
 # Two multi-provider slapds: what a resume costs with the cookie as last sent and as kept.
 providers_sizes=(2000 100000)
