@@ -203,9 +203,15 @@ fn upsert_body(seq: u64, uuid: EntryUuid, dn: &str, attributes: &AttributeList, 
     out.extend_from_slice(attributes.as_ber());
 }
 
-/// Appends a framed record to `out`.
+/// Appends a framed record to `out`. A commit is held to [`MAX_COMMIT`] as well, the bound
+/// replay uses to find commits past a torn tail: one larger (a huge cookie from a server) would
+/// be written and then never found again.
 pub(crate) fn encode_record(record: &Record, out: &mut Vec<u8>) -> Result<(), Error> {
-    frame(out, |out| encode_body(record, out))
+    let max = match record {
+        Record::Commit { .. } => MAX_COMMIT,
+        _ => MAX_RECORD,
+    };
+    frame_within(out, max, |out| encode_body(record, out))
 }
 
 /// Appends a framed upsert record without building a [`Record`] (the hot path of a refresh).
@@ -222,17 +228,23 @@ pub(crate) fn encode_upsert(
 /// Frames what `body` writes: length before, checksum after. A body above [`MAX_RECORD`] is
 /// taken back out of `out` and refused, since replay would take it for damage.
 fn frame(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
+    frame_within(out, MAX_RECORD, body)
+}
+
+/// [`frame`] with the limit `max`.
+fn frame_within(
+    out: &mut Vec<u8>,
+    max: usize,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), Error> {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     body(out);
     let body = &out[start + 4..];
-    if body.len() > MAX_RECORD {
+    if body.len() > max {
         let size = body.len();
         out.truncate(start);
-        return Err(Error::RecordTooLarge {
-            size,
-            max: MAX_RECORD,
-        });
+        return Err(Error::RecordTooLarge { size, max });
     }
     let len = body.len() as u32;
     let crc = crc32c::crc32c(body);
@@ -465,5 +477,25 @@ mod tests {
             .expect_err("too large");
         assert!(matches!(err, Error::RecordTooLarge { .. }), "{err}");
         assert_eq!(buf, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_commit_is_held_to_the_bound_replay_searches_with() {
+        let commit = |cookie: usize| Record::Commit {
+            info: CommitInfo {
+                cookie: Some(Cookie::from(&vec![b'c'; cookie][..])),
+                ..CommitInfo::default()
+            },
+            synced_len: 0,
+        };
+        let mut buf = Vec::new();
+        encode_record(&commit(1000), &mut buf).expect("a usual cookie");
+        let written = buf.len();
+        let err = encode_record(&commit(MAX_COMMIT), &mut buf).expect_err("too large");
+        assert!(
+            matches!(err, Error::RecordTooLarge { max, .. } if max == MAX_COMMIT),
+            "{err}"
+        );
+        assert_eq!(buf.len(), written);
     }
 }
