@@ -301,3 +301,35 @@ fn reconnecting_binds_again_and_renews_an_expired_ticket_from_the_keytab() {
     std::fs::remove_dir_all(&renewing_state).ok();
     std::fs::remove_dir_all(&expiring_state).ok();
 }
+
+#[test]
+fn a_kdc_that_is_down_is_waited_for() {
+    let mut k = Kerberized::start(|o| o);
+    // A ticket-granting ticket only: the bind has to ask the KDC for the service ticket.
+    let fresh = k.realm.dir().join("tgt-only.ccache");
+    k.realm.kinit(&fresh, "reader", None).expect("kinit");
+    k.realm.stop_kdc();
+    let state = temp_state("gssapi-kdc-down");
+    let mut child = k
+        .syncrepl(Some(&fresh), None)
+        .args(["watch", &k.url(), "--state"])
+        .arg(&state)
+        .args(["--refresh-only", "--retry", "0.3 100", "-Y", "GSSAPI"])
+        .env("SYNCREPL_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "watch gave up while the KDC was down"
+    );
+    k.realm.start_kdc().expect("KDC back");
+    let out = child.wait_with_output().expect("watch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("will retry"), "{err}");
+    k.assert_mirrors(&state);
+    std::fs::remove_dir_all(&state).ok();
+}
