@@ -40,7 +40,15 @@ impl NormalizedDn {
                 }
                 NormalizedDn(out)
             }
-            None => NormalizedDn(dn.trim().to_lowercase()),
+            None => {
+                // Surrounding white space may be all that keeps it from parsing: then the
+                // normal form is that of the trimmed DN, so that normalizing is idempotent.
+                let trimmed = dn.trim();
+                if trimmed.len() != dn.len() {
+                    return NormalizedDn::new(trimmed);
+                }
+                NormalizedDn(trimmed.to_lowercase())
+            }
         }
     }
 
@@ -259,6 +267,21 @@ fn parse_value(bytes: &[u8], mut i: usize, fold: bool) -> Option<(String, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `dn` fuzz target: a DN that parses only once its trailing newline is gone
+    /// normalized to its lowercase, and that to its sorted multi-valued RDN.
+    #[test]
+    fn normalizing_a_normal_form_changes_nothing() {
+        for dn in [
+            ")--o=S+\0D=#+\0D=#\n",
+            " CN=b+CN=a,O=x\t",
+            "cn=Smith\\, John+uid=js,dc=Example",
+            "UID=x, OU=People",
+        ] {
+            let once = NormalizedDn::new(dn);
+            assert_eq!(NormalizedDn::new(once.as_str()), once, "{dn:?}");
+        }
+    }
 
     fn same(a: &str, b: &str) {
         assert_eq!(NormalizedDn::new(a), NormalizedDn::new(b), "{a} vs {b}");
