@@ -203,9 +203,14 @@ fn run_once<S: SyncSink>(
         Some(layer) => tracing::info!(%server, sasl_layer = %layer, "connected"),
         None => tracing::info!(%server, "connected"),
     }
-    let result = sync_on(&mut conn, server, options, sink, progressed);
-    if result.is_err() {
-        let _ = sink.on_interrupted();
+    let mut result = sync_on(&mut conn, server, options, sink, progressed);
+    if let Err(e) = &result {
+        // What was applied is committed before the next try; a commit that fails is the
+        // error to report, not the interruption (which is kept in the log).
+        if let Err(commit) = sink.on_interrupted() {
+            tracing::warn!(error = %e, "sync interrupted");
+            result = Err(sink_error(commit));
+        }
     }
     conn.close();
     result

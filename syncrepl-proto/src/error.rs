@@ -155,7 +155,8 @@ pub enum Violation {
 ///
 /// Errors caused by the server ([`Error::MessageTooLarge`], [`Error::Decode`], [`Error::Protocol`]) and
 /// [`Error::Timeout`] are fatal and sticky: every later call returns the same error. Errors caused by the
-/// caller ([`Error::Busy`], [`Error::InvalidState`], [`Error::InvalidRequest`]) leave the session as it was.
+/// caller ([`Error::Busy`], [`Error::InvalidState`], [`Error::InvalidRequest`],
+/// [`Error::InvalidFilter`]) leave the session as it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -199,9 +200,12 @@ pub enum Error {
         /// Why it cannot be done now.
         reason: &'static str,
     },
-    /// The request the caller built cannot be encoded (e.g. a malformed search filter).
+    /// The request the caller built cannot be encoded.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The search filter is not an RFC 4515 filter.
+    #[error("invalid search filter: {0}")]
+    InvalidFilter(#[from] crate::filter::FilterError),
 }
 
 impl Error {

@@ -178,7 +178,7 @@ pub(crate) fn sync_search(
     id: MessageId,
     request: &SyncRequest,
 ) -> Result<(), Error> {
-    let filter = parse_filter(&request.filter).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    let filter = parse_filter(&request.filter)?;
     let scope = match request.scope {
         Scope::Base => SearchRequestScope::BaseObject,
         Scope::One => SearchRequestScope::SingleLevel,
@@ -285,7 +285,7 @@ mod tests {
         request.filter = "(uid=".into();
         assert!(matches!(
             sync_search(&mut out, 3, &request),
-            Err(Error::InvalidRequest(_))
+            Err(Error::InvalidFilter(_))
         ));
     }
 }

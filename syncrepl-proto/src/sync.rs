@@ -153,9 +153,10 @@ pub enum SyncInfoValue {
     SyncIdSet(SyncIdSetValue),
 }
 
-/// Encodes a value with BER; the types of this module always encode.
+/// Encodes a value with BER. The types of this module have no constraints that a value could
+/// break, so encoding cannot fail; if it ever did, an empty value must not go on the wire.
 pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
-    rasn::ber::encode(value).unwrap_or_default()
+    rasn::ber::encode(value).expect("the sync types have no constraints a value could break")
 }
 
 /// Decodes one value that must fill `input` exactly.
