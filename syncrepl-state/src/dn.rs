@@ -158,7 +158,10 @@ fn parse(dn: &str) -> Option<Vec<Rdn>> {
             return None;
         }
         let ty = dn[start..i].trim().to_ascii_lowercase();
-        if ty.is_empty() {
+        // An attribute type is a name or an OID (RFC 4514 §3): anything else is not a DN this
+        // parser can put in normal form, and the whole text is kept as it is, lowercased.
+        let type_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+        if ty.is_empty() || !ty.bytes().all(type_char) {
             return None;
         }
         i += 1;
@@ -277,6 +280,7 @@ mod tests {
             " CN=b+CN=a,O=x\t",
             "cn=Smith\\, John+uid=js,dc=Example",
             "UID=x, OU=People",
+            "cnCN$$$$$=-,\u{417}\0\u{5a3}0 jcu=puccn,oi=#\0\0",
         ] {
             let once = NormalizedDn::new(dn);
             assert_eq!(NormalizedDn::new(once.as_str()), once, "{dn:?}");
