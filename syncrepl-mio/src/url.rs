@@ -3,7 +3,7 @@
 use std::fmt;
 
 use percent_encoding::percent_decode_str;
-use syncrepl_proto::{parse_filter, Scope};
+use syncrepl_proto::{check_filter, Scope};
 
 /// The socket Debian's slapd listens on for `ldapi:///` with an empty host.
 pub const DEFAULT_LDAPI_PATH: &str = "/var/run/slapd/ldapi";
@@ -248,7 +248,7 @@ impl LdapUrl {
         if let Some((filter, at)) = next(&mut pos) {
             let filter = decode(filter, at)?;
             if !filter.is_empty() {
-                parse_filter(&filter).map_err(|e| err(at + e.position, e.reason))?;
+                check_filter(&filter).map_err(|e| err(at + e.position, e.reason))?;
                 url.filter = filter;
             }
         }

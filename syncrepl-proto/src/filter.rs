@@ -16,10 +16,17 @@ pub struct FilterError {
     pub reason: &'static str,
 }
 
-/// Parses an RFC 4515 filter such as `(&(objectClass=person)(!(uid=admin)))`.
+/// Checks that `text` is an RFC 4515 filter such as `(&(objectClass=person)(!(uid=admin)))`, as
+/// a sync search will encode it: a URL's filter is checked before anything connects.
 ///
 /// As `ldapsearch` does, a single item may be written without its parentheses (`uid=ann`).
-pub fn parse_filter(text: &str) -> Result<Filter, FilterError> {
+pub fn check_filter(text: &str) -> Result<(), FilterError> {
+    parse_filter(text).map(|_| ())
+}
+
+/// Parses an RFC 4515 filter into the ASN.1 structure of RFC 4511 §4.5.1.7 (see
+/// [`check_filter`]).
+pub(crate) fn parse_filter(text: &str) -> Result<Filter, FilterError> {
     let trimmed = text.trim();
     let offset = text.len() - text.trim_start().len();
     let mut p = Parser {

@@ -24,14 +24,21 @@ mod message;
 mod request;
 pub mod sasl;
 mod session;
+#[cfg(feature = "test-util")]
 pub mod sync;
+// Without `test-util` the ASN.1 vocabulary of RFC 4533 is private, and what only the
+// encoders of `wire` build goes unused.
+#[cfg(not(feature = "test-util"))]
+#[allow(unreachable_pub, dead_code)]
+mod sync;
 mod types;
+#[cfg(feature = "test-util")]
 pub mod wire;
 
 pub use cookie::{Csn, SlapdCookie};
 pub use entry::{Attribute, AttributeList, Attributes, SyncEntry, Values};
 pub use error::{DecodeError, Error, Violation};
-pub use filter::{parse_filter, FilterError};
+pub use filter::{check_filter, FilterError};
 pub use request::{
     DerefAliases, Scope, SyncRequest, CANCEL_OID, NOTICE_OF_DISCONNECTION_OID, START_TLS_OID,
     WHO_AM_I_OID,

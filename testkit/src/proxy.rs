@@ -160,18 +160,12 @@ fn spawn_pair(
     });
 }
 
-/// The length of the complete BER element at the start of `buf`, if it is all there.
+/// The length of the complete LDAPMessage at the start of `buf`, if it is all there (the
+/// protocol core's framing; a message it refuses is passed on as it is, byte by byte).
 fn frame_len(buf: &[u8]) -> Option<usize> {
-    let first = *buf.get(1)?;
-    let (header, len) = if first < 0x80 {
-        (2, usize::from(first))
-    } else {
-        let count = usize::from(first & 0x7f);
-        let bytes = buf.get(2..2 + count)?;
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (2 + count, len)
-    };
-    (buf.len() >= header + len).then_some(header + len)
+    match syncrepl_proto::message_length(buf, usize::MAX) {
+        Ok(syncrepl_proto::Frame::Complete(n)) => Some(n),
+        Ok(syncrepl_proto::Frame::Partial(_)) => None,
+        Err(_) => (!buf.is_empty()).then_some(buf.len()),
+    }
 }
