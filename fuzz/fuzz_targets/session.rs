@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         if i == 3 {
             let _ = session.cancel(now);
         }
-        session.handle_timeout(now + Duration::from_secs(i as u64));
+        let _ = session.handle_timeout(now + Duration::from_secs(i as u64));
         out.clear();
         let _ = session.poll_transmit(&mut out);
     }

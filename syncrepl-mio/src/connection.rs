@@ -167,6 +167,8 @@ pub struct Connection {
     layer: Option<Layer<Box<dyn GssapiContext + Send>>>,
     /// Bytes between the layer and the socket, kept to reuse their allocation.
     wrapped: Vec<u8>,
+    /// The session's fatal error, reported after the events decoded before it.
+    failure: Option<syncrepl_proto::Error>,
 }
 
 impl Connection {
@@ -208,6 +210,7 @@ impl Connection {
             authz_id: None,
             layer: None,
             wrapped: Vec::new(),
+            failure: None,
         };
         if options.start_tls {
             let Endpoint::Ldap { host, .. } = &options.endpoint else {
@@ -400,16 +403,16 @@ impl Connection {
     pub fn next(&mut self, deadline: Option<Instant>) -> Result<Wake, Error> {
         loop {
             match self.session.poll_event() {
-                Some(Event::Failed(e)) => {
-                    self.flush()?;
-                    return Err(Error::Protocol(e));
-                }
                 Some(Event::Disconnect(result)) => return Err(Error::Disconnected(result)),
                 Some(event) => {
                     self.undrained = true;
                     return Ok(Wake::Event(event));
                 }
                 None => {}
+            }
+            if let Some(e) = self.failure.take() {
+                self.flush()?;
+                return Err(Error::Protocol(e));
             }
             if self.stop.is_stopped() && !self.stop_reported {
                 self.stop_reported = true;
@@ -461,8 +464,11 @@ impl Connection {
                             .map_err(Error::SecurityLayer)?;
                         input = &self.wrapped;
                     }
-                    // A fatal error is also queued as Event::Failed, which next() reports.
-                    let _ = self.session.handle_input(input);
+                    if let Err(e) = self.session.handle_input(input) {
+                        // Reported by next() once the events before it are handed out.
+                        self.failure = Some(e);
+                        return Ok(());
+                    }
                     self.gather = n < GATHER_BELOW
                         && self.session.sync_stage() == Some(syncrepl_proto::Stage::Refresh);
                     self.flush()?;
@@ -499,7 +505,9 @@ impl Connection {
                 self.readable = true;
             }
         }
-        self.session.handle_timeout(Instant::now());
+        if let Err(e) = self.session.handle_timeout(Instant::now()) {
+            self.failure = Some(e);
+        }
         Ok(())
     }
 

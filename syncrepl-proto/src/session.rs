@@ -144,8 +144,6 @@ pub enum Event {
         /// Its result.
         result: LdapResult,
     },
-    /// A fatal error ended the session; reported once, as the last event.
-    Failed(Error),
 }
 
 /// The events that carry the content of a sync search (RFC 4533 §3.2–§3.4): entries with their
@@ -301,6 +299,18 @@ pub fn message_length(buf: &[u8], max: usize) -> Result<Frame, Error> {
 /// Responses to abandoned searches may still be in flight; they are dropped, up to this many ids.
 const MAX_ABANDONED: usize = 16;
 
+/// Whether a session can still be used (rustls keeps the same: a state or the error that ended
+/// it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Requests may be sent and input read.
+    Open,
+    /// Unbound or told of disconnection: queued bytes may still be sent, nothing else.
+    Closed,
+    /// A fatal error ended it; every call returns it again.
+    Failed(Error),
+}
+
 /// A sans-IO LDAP session that runs one RFC 4533 sync search: bytes in, events and bytes out.
 ///
 /// The session never touches a socket or a clock. The caller:
@@ -319,8 +329,10 @@ const MAX_ABANDONED: usize = 16;
 /// commands return [`Error::Busy`] meanwhile. After [`Event::TlsReady`] the caller wraps the
 /// connection in TLS and carries the same session's bytes through it.
 ///
-/// When the server breaks the protocol the session fails for good: [`Event::Failed`] is the last
-/// event, every later call returns the same error, and bytes already queued can still be drained.
+/// When the server breaks the protocol, or a request times out, the session fails for good: the
+/// fatal error is returned by the call that found it ([`handle_input`](Session::handle_input) or
+/// [`handle_timeout`](Session::handle_timeout)) — the one way to learn of it — every later call
+/// returns the same error, and events and bytes already queued can still be drained.
 ///
 /// ```no_run
 /// use std::io::{Read, Write};
@@ -346,7 +358,6 @@ const MAX_ABANDONED: usize = 16;
 ///                 println!("done, cookie {cookie:?}");
 ///                 return Ok(());
 ///             }
-///             Event::Failed(e) => return Err(e.into()),
 ///             other => println!("{other:?}"),
 ///         }
 ///     }
@@ -361,8 +372,7 @@ const MAX_ABANDONED: usize = 16;
 #[derive(Debug)]
 pub struct Session {
     config: SessionConfig,
-    failed: Option<Error>,
-    closed: bool,
+    state: State,
     next_id: MessageId,
     inbuf: BytesMut,
     outbuf: Vec<u8>,
@@ -377,8 +387,7 @@ impl Session {
     pub fn new(config: SessionConfig) -> Session {
         Session {
             config,
-            failed: None,
-            closed: false,
+            state: State::Open,
             next_id: 1,
             inbuf: BytesMut::new(),
             outbuf: Vec::new(),
@@ -390,10 +399,11 @@ impl Session {
     }
 
     /// Feeds bytes received from the server. Complete messages are decoded at once and their events
-    /// queued; a partial message waits for more bytes.
+    /// queued; a partial message waits for more bytes. A broken rule of the protocol is returned,
+    /// and ends the session.
     pub fn handle_input(&mut self, mut data: &[u8]) -> Result<(), Error> {
         self.check_failed()?;
-        if self.closed {
+        if self.is_closed() {
             return Ok(());
         }
         while !data.is_empty() {
@@ -404,7 +414,7 @@ impl Session {
             if let Err(e) = self.process_frames() {
                 return Err(self.fail(e));
             }
-            if self.closed {
+            if self.is_closed() {
                 break;
             }
         }
@@ -412,17 +422,19 @@ impl Session {
     }
 
     /// Checks the clock against the deadlines of requests in flight. Does nothing before the
-    /// earliest deadline, so spurious or repeated calls are harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.failed.is_some() || self.closed {
-            return;
+    /// earliest deadline, so spurious or repeated calls are harmless. A request that timed out is
+    /// returned as [`Error::Timeout`], and ends the session.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        self.check_failed()?;
+        if self.is_closed() {
+            return Ok(());
         }
         if let Some(search) = self.search {
             if search.cancel_deadline.is_some_and(|d| d <= now) {
                 self.abandon_search(search.id);
                 self.queue_unbind();
                 self.events.push_back(Event::CancelTimedOut);
-                return;
+                return Ok(());
             }
         }
         if let Some(p) = self
@@ -433,14 +445,15 @@ impl Session {
             let error = Error::Timeout {
                 operation: p.kind.name(),
             };
-            let _ = self.fail(error);
+            return Err(self.fail(error));
         }
+        Ok(())
     }
 
     /// The next deadline, if any request in flight has one.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.failed.is_some() || self.closed {
+        if self.is_closed() {
             return None;
         }
         let pending = self.pending.iter().filter_map(|p| p.deadline);
@@ -465,7 +478,7 @@ impl Session {
     /// Whether the session is over: unbound, told of disconnection, or failed. Queued bytes may
     /// still need to be sent.
     pub fn is_closed(&self) -> bool {
-        self.closed || self.failed.is_some()
+        self.state != State::Open
     }
 
     /// The stage of the sync search, if one is running.
@@ -595,7 +608,7 @@ impl Session {
     /// the connection.
     pub fn unbind(&mut self) -> Result<(), Error> {
         self.check_failed()?;
-        if self.closed {
+        if self.is_closed() {
             return Err(Error::Closed);
         }
         self.queue_unbind();
@@ -606,7 +619,7 @@ impl Session {
         let id = self.allocate_id();
         // Encoding an unbind cannot fail: it has no variable parts.
         let _ = request::unbind(&mut self.outbuf, id);
-        self.closed = true;
+        self.state = State::Closed;
         self.pending.clear();
         self.search = None;
     }
@@ -634,16 +647,16 @@ impl Session {
     }
 
     fn check_failed(&self) -> Result<(), Error> {
-        match &self.failed {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
+        match &self.state {
+            State::Failed(e) => Err(e.clone()),
+            State::Open | State::Closed => Ok(()),
         }
     }
 
     /// Checks that nothing forbids sending a new request now.
     fn check_ready(&self, operation: &'static str) -> Result<(), Error> {
         self.check_failed()?;
-        if self.closed {
+        if self.is_closed() {
             return Err(Error::Closed);
         }
         if let Some(p) = self
@@ -679,10 +692,10 @@ impl Session {
     }
 
     fn fail(&mut self, error: Error) -> Error {
-        if self.failed.is_none() {
-            self.failed = Some(error.clone());
-            self.events.push_back(Event::Failed(error.clone()));
+        if let State::Failed(first) = &self.state {
+            return first.clone();
         }
+        self.state = State::Failed(error.clone());
         error
     }
 
@@ -699,7 +712,7 @@ impl Session {
             let frame = self.inbuf.split_to(total).freeze();
             let message = decode_message(frame)?;
             self.dispatch(message)?;
-            if self.closed {
+            if self.is_closed() {
                 return Ok(());
             }
         }
@@ -736,7 +749,7 @@ impl Session {
         };
         if name.as_deref() == Some(NOTICE_OF_DISCONNECTION_OID) {
             self.events.push_back(Event::Disconnect(result));
-            self.closed = true;
+            self.state = State::Closed;
             self.pending.clear();
             self.search = None;
         } else {

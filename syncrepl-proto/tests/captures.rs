@@ -185,7 +185,6 @@ fn check(name: &str, bin: &[u8], ldif: &str, mode: SyncMode) {
         if mode == SyncMode::RefreshOnly {
             assert_eq!(complete.flatten(), last_cookie, "{name}: final cookie");
         }
-        assert!(!events.iter().any(|e| matches!(e, Event::Failed(_))));
     }
 }
 

@@ -98,18 +98,16 @@ fn feed(bytes: &[u8], mode: SyncMode, chunk: usize) {
     ]);
     let _ = session.start_sync(&SyncRequest::new("dc=x", mode));
     for part in bytes.chunks(chunk.max(1)) {
-        let failed = session.handle_input(part).is_err();
-        while let Some(event) = session.poll_event() {
-            if let Event::Failed(_) = event {
-                assert!(session.poll_event().is_none(), "Failed is the last event");
-            }
-        }
+        let result = session.handle_input(part);
+        while session.poll_event().is_some() {}
         let mut out = Vec::new();
         let _ = session.poll_transmit(&mut out);
-        session.handle_timeout(now);
-        if failed {
+        if let Err(e) = result {
+            assert!(session.is_closed(), "a failed session is closed");
+            assert_eq!(session.handle_timeout(now), Err(e), "and says so again");
             break;
         }
+        let _ = session.handle_timeout(now);
     }
 }
 

@@ -198,8 +198,11 @@ fn violations_are_typed_sticky_and_reported_once() {
         Err(err.clone())
     );
     assert_eq!(s.cancel(Instant::now()), Err(err.clone()));
-    assert_eq!(events(&mut s), [Event::Failed(err.clone())]);
-    assert!(events(&mut s).is_empty(), "reported once");
+    assert!(
+        events(&mut s).is_empty(),
+        "the error is returned, not queued"
+    );
+    assert_eq!(s.handle_timeout(Instant::now()), Err(err.clone()));
     assert!(s.is_closed());
 
     let attrs = AttributeList::default();
@@ -349,9 +352,9 @@ fn cancel_then_timeout_abandons_and_unbinds() {
     assert!(s.poll_transmit(&mut out) > 0);
     let deadline = s.poll_timeout().expect("a deadline");
     assert_eq!(deadline, now + SessionConfig::default().cancel_timeout);
-    s.handle_timeout(now + Duration::from_millis(10));
+    assert_eq!(s.handle_timeout(now + Duration::from_millis(10)), Ok(()));
     assert!(events(&mut s).is_empty(), "early timeouts do nothing");
-    s.handle_timeout(deadline);
+    assert_eq!(s.handle_timeout(deadline), Ok(()));
     assert_eq!(events(&mut s), [Event::CancelTimedOut]);
     out.clear();
     assert!(s.poll_transmit(&mut out) > 0);
@@ -428,10 +431,14 @@ fn start_tls_who_am_i_and_request_timeouts() {
     let mut s = Session::new(SessionConfig::default());
     s.bind_simple("", b"", now).expect("bind");
     let deadline = s.poll_timeout().expect("deadline");
-    s.handle_timeout(deadline - Duration::from_millis(1));
+    assert_eq!(
+        s.handle_timeout(deadline - Duration::from_millis(1)),
+        Ok(())
+    );
     assert!(events(&mut s).is_empty());
-    s.handle_timeout(deadline);
     let err = Error::Timeout { operation: "bind" };
-    assert_eq!(events(&mut s), [Event::Failed(err.clone())]);
+    assert_eq!(s.handle_timeout(deadline), Err(err.clone()));
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.handle_input(&[]), Err(err.clone()));
     assert_eq!(s.who_am_i(now), Err(err));
 }
