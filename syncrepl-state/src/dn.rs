@@ -43,7 +43,7 @@ impl NormalizedDn {
             None => {
                 // Surrounding white space may be all that keeps it from parsing: then the
                 // normal form is that of the trimmed DN, so that normalizing is idempotent.
-                let trimmed = dn.trim();
+                let trimmed = dn.trim_matches(' ');
                 if trimmed.len() != dn.len() {
                     return NormalizedDn::new(trimmed);
                 }
@@ -122,13 +122,18 @@ fn is_plain(dn: &str) -> bool {
     }
 }
 
+/// Appends `value` escaped as RFC 4514 §2.4 says, so that the normal form parses back to the
+/// same value: the special characters, NUL, a leading `#` or space, and a trailing space.
 fn escape_into(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
-                let _ = write!(out, "\\{:02x}", c as u32);
-            }
-            _ => out.push(c),
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' | '\0')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            let _ = write!(out, "\\{:02x}", c as u32);
+        } else {
+            out.push(c);
         }
     }
 }
@@ -281,6 +286,7 @@ mod tests {
             "cn=Smith\\, John+uid=js,dc=Example",
             "UID=x, OU=People",
             "cnCN$$$$$=-,\u{417}\0\u{5a3}0 jcu=puccn,oi=#\0\0",
+            "cn=\\#02c,o=\\ x\\ ,o=a\\00b\r",
         ] {
             let once = NormalizedDn::new(dn);
             assert_eq!(NormalizedDn::new(once.as_str()), once, "{dn:?}");
