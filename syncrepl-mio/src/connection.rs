@@ -100,6 +100,9 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Limit on each request's answer (bind, StartTLS, TLS handshake, Who am I?).
     pub request_timeout: Duration,
+    /// How long a stop waits for the server to end the search after Cancel (RFC 3909) before
+    /// abandoning it and unbinding.
+    pub cancel_timeout: Duration,
     /// TCP keepalive idle time, so a dead peer is noticed on a quiet persist connection.
     pub keepalive: Option<Duration>,
     /// Largest LDAP message accepted from the server.
@@ -118,6 +121,7 @@ impl ConnectOptions {
             expect_identity: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            cancel_timeout: SessionConfig::default().cancel_timeout,
             keepalive: Some(Duration::from_secs(60)),
             max_message_size: SessionConfig::default().max_message_size,
         }
@@ -192,6 +196,7 @@ impl Connection {
         let config = SessionConfig {
             max_message_size: options.max_message_size,
             request_timeout: Some(options.request_timeout),
+            cancel_timeout: options.cancel_timeout,
             ..SessionConfig::default()
         };
         let mut conn = Connection {

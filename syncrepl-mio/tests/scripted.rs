@@ -17,8 +17,12 @@ use syncrepl_mio::{
 };
 use syncrepl_proto::{ContentEvent, Cookie, ResultCode, SyncMode, SyncRequest};
 
-/// Every test must end well within this, though each needs only milliseconds.
-const BOUND: Duration = Duration::from_millis(900);
+/// Each test needs milliseconds (the timeout one about 250 ms); the bounds asserted are loose so
+/// that a loaded machine passes, yet far below the waits a regression would bring (the 5 s cancel
+/// timeout, the 5 s of the default retry schedule, the 30 s default request timeout).
+const BOUND: Duration = Duration::from_secs(2);
+/// How soon something that should happen at once must happen.
+const PROMPT: Duration = Duration::from_secs(1);
 
 /// Called with every content event, e.g. to stop the run or signal the server.
 type Hook = Box<dyn FnMut(&ContentEvent)>;
@@ -31,8 +35,10 @@ struct Recorder {
     cookie: Option<Cookie>,
     /// The cookie of each search the runner started.
     searches: Vec<Option<Cookie>>,
-    connected: usize,
-    interrupted: usize,
+    /// When each connection was ready (bound).
+    connected: Vec<Instant>,
+    /// When each interruption was reported.
+    interrupted: Vec<Instant>,
     refresh_required: usize,
     hook: Option<Hook>,
 }
@@ -58,7 +64,7 @@ impl SyncSink for Recorder {
         _server: &syncrepl_mio::Endpoint,
         _authz_id: Option<&str>,
     ) -> Result<(), Self::Error> {
-        self.connected += 1;
+        self.connected.push(Instant::now());
         Ok(())
     }
 
@@ -94,7 +100,7 @@ impl SyncSink for Recorder {
     }
 
     fn on_interrupted(&mut self) -> Result<(), Self::Error> {
-        self.interrupted += 1;
+        self.interrupted.push(Instant::now());
         Ok(())
     }
 }
@@ -186,10 +192,10 @@ fn reconnects_after_a_lost_connection_with_the_cookie_held() {
     assert_eq!(sink.searches, [None, cookie("c1")]);
     assert_eq!(sink.entries, dns(&[1, 2, 3]));
     assert_eq!(sink.cookie, cookie("c2"));
-    assert_eq!((sink.connected, sink.interrupted), (2, 1));
+    assert_eq!((sink.connected.len(), sink.interrupted.len()), (2, 1));
     // Progress was made, so the wait is the schedule's first: 10 ms ± 20 %.
-    let gap = seen[1].accepted.duration_since(seen[0].closed);
-    assert!(gap >= Duration::from_millis(5), "reconnected after {gap:?}");
+    let gap = sink.connected[1] - sink.interrupted[0];
+    assert!(gap >= Duration::from_millis(7), "reconnected after {gap:?}");
 }
 
 #[test]
@@ -198,7 +204,8 @@ fn stop_in_persist_cancels() {
     let server = ScriptedServer::start(vec![script([
         Step::send([Reply::Entry(1, None), Reply::RefreshDone(Some("c1"))]),
         Step::Expect(Kind::Cancel),
-        // The order slapd uses (syncprov ends the search, then cancel.c answers the Cancel).
+        // The order slapd uses (syncprov ends the search, then cancel.c answers the Cancel), in one
+        // segment: the Cancel's late answer is expected, and the session still unbinds.
         Step::send([
             Reply::SearchDone(ResultCode::CANCELED),
             Reply::CancelResult(ResultCode::SUCCESS),
@@ -222,7 +229,7 @@ fn stop_in_persist_cancels() {
     assert_eq!(outcome.expect("a clean stop"), Outcome::Stopped);
     assert!(returned - started < BOUND, "{:?}", returned - started);
     assert!(
-        returned - stopped_at < Duration::from_millis(200),
+        returned - stopped_at < PROMPT,
         "run returned {:?} after stop",
         returned - stopped_at
     );
@@ -230,12 +237,12 @@ fn stop_in_persist_cancels() {
     let cancel = seen[0].first(Kind::Cancel).expect("a Cancel");
     assert_eq!(cancel.target, Some(search_id(&seen[0])));
     assert_eq!(
-        &seen[0].kinds()[..3],
-        [Kind::Bind, Kind::Search, Kind::Cancel]
+        seen[0].kinds(),
+        [Kind::Bind, Kind::Search, Kind::Cancel, Kind::Unbind]
     );
     assert_eq!(sink.entries, dns(&[1]));
     assert_eq!(sink.cookie, cookie("c1"));
-    assert_eq!(sink.interrupted, 1);
+    assert_eq!(sink.interrupted.len(), 1);
 }
 
 #[test]
@@ -302,10 +309,52 @@ fn refused_cancel_abandons_at_once() {
     assert_eq!(abandon.target, Some(search_id(&seen[0])));
     // No waiting for the cancel timeout (5 s): the refusal is acted on as soon as it arrives.
     let cancel = seen[0].first(Kind::Cancel).expect("a Cancel");
-    assert!(abandon.at - cancel.at < Duration::from_millis(200));
+    assert!(
+        abandon.at - cancel.at < PROMPT,
+        "{:?}",
+        abandon.at - cancel.at
+    );
     assert!(elapsed < BOUND, "{elapsed:?}");
     assert_eq!(sink.cookie, cookie("c1"));
-    assert_eq!(sink.interrupted, 1);
+    assert_eq!(sink.interrupted.len(), 1);
+}
+
+/// A server that ignores the Cancel: the session abandons the search and unbinds once its cancel
+/// timeout (shortened to 100 ms here) has passed.
+#[test]
+fn ignored_cancel_abandons_after_the_cancel_timeout() {
+    let server = ScriptedServer::start(vec![script([
+        Step::send([Reply::RefreshDone(Some("c1"))]),
+        Step::Expect(Kind::Cancel),
+        Step::Expect(Kind::Abandon),
+    ])]);
+    let stop = StopHandle::new();
+    let handle = stop.clone();
+    let mut sink = Recorder::with_hook(move |_| handle.stop());
+    let mut options = options(&server, SyncMode::RefreshAndPersist);
+    options.connect.cancel_timeout = Duration::from_millis(100);
+    let outcome = run(&options, &mut sink, &stop);
+    let seen = server.finish();
+
+    assert_eq!(outcome.expect("a stop all the same"), Outcome::Stopped);
+    assert_eq!(
+        seen[0].kinds(),
+        [
+            Kind::Bind,
+            Kind::Search,
+            Kind::Cancel,
+            Kind::Abandon,
+            Kind::Unbind
+        ]
+    );
+    let cancel = seen[0].first(Kind::Cancel).expect("a Cancel");
+    let abandon = seen[0].first(Kind::Abandon).expect("an Abandon");
+    let waited = abandon.at - cancel.at;
+    assert!(
+        waited >= Duration::from_millis(100) && waited < BOUND,
+        "abandoned {waited:?} after the Cancel"
+    );
+    assert_eq!(sink.interrupted.len(), 1);
 }
 
 #[test]
@@ -349,11 +398,12 @@ fn a_silent_server_times_out_and_the_schedule_runs_out() {
     let seen = server.finish();
 
     assert!(error.is_retryable(), "{error}");
+    // The session's request deadline fires, not the connection's own `Error::Timeout("bind")`:
+    // both come from `request_timeout`, and the session's is taken a moment earlier.
     assert!(
         matches!(
             &error,
             Error::Protocol(syncrepl_proto::Error::Timeout { operation: "bind" })
-                | Error::Timeout("bind")
         ),
         "{error:?}"
     );
@@ -361,16 +411,11 @@ fn a_silent_server_times_out_and_the_schedule_runs_out() {
     for connection in &seen {
         // The timed-out session is over, so nothing follows the bind, not even an unbind.
         assert_eq!(connection.kinds(), [Kind::Bind]);
-        let held = connection.closed - connection.accepted;
-        assert!(
-            held >= Duration::from_millis(25),
-            "timed out after {held:?}"
-        );
     }
-    // 6 × 30 ms of timeouts and 5 × 10 ms (± 20 %) of waits.
+    // 6 × 30 ms of timeouts and 5 × 10 ms (± 20 %) of waits: the schedule was followed.
     assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
     assert!(elapsed < BOUND, "{elapsed:?}");
-    assert_eq!(sink.connected, 0);
+    assert!(sink.connected.is_empty());
 }
 
 #[test]
@@ -429,6 +474,6 @@ fn notice_of_disconnection_in_persist_reconnects_and_resumes() {
     assert_eq!(sink.searches, [None, cookie("c2")]);
     assert_eq!(sink.entries, dns(&[1, 2, 3]));
     assert_eq!(sink.cookie, cookie("c3"));
-    assert_eq!(sink.connected, 2);
+    assert_eq!(sink.connected.len(), 2);
     assert_eq!(sink.refresh_required, 0);
 }

@@ -629,10 +629,15 @@ impl Session {
         // Encoding an abandon cannot fail: it is two integers.
         let _ = request::abandon(&mut self.outbuf, id, search_id);
         self.search = None;
+        self.remember_abandoned(search_id);
+    }
+
+    /// Notes a request whose responses may still arrive and are to be dropped.
+    fn remember_abandoned(&mut self, id: MessageId) {
         if self.abandoned.len() == MAX_ABANDONED {
             self.abandoned.pop_front();
         }
-        self.abandoned.push_back(search_id);
+        self.abandoned.push_back(id);
     }
 
     fn allocate_id(&mut self) -> MessageId {
@@ -850,7 +855,18 @@ impl Session {
             }
             ServerOp::SearchDone(result) => {
                 self.search = None;
+                // The Cancel's own response may still come (slapd ends the search with
+                // canceled first, then answers the Cancel): it is expected, and dropped.
+                let cancels: Vec<MessageId> = self
+                    .pending
+                    .iter()
+                    .filter(|p| p.kind == PendingKind::Cancel)
+                    .map(|p| p.id)
+                    .collect();
                 self.pending.retain(|p| p.kind != PendingKind::Cancel);
+                for id in cancels {
+                    self.remember_abandoned(id);
+                }
                 let done = controls
                     .done
                     .map(|v| {

@@ -373,6 +373,18 @@ fn cancel_then_timeout_abandons_and_unbinds() {
     assert_eq!(events(&mut s), [Event::Cancelled]);
     assert_eq!(s.poll_timeout(), None);
     let _ = cancel_id;
+
+    // slapd's order: the search ends with canceled first, then the Cancel is answered (found by
+    // the runtime's scripted-server tests: the late answer failed the session).
+    let mut s = syncing(SyncMode::RefreshAndPersist);
+    let id = s.cancel(now).expect("cancel");
+    let mut input = wire::search_done(SEARCH, ResultCode::CANCELED, "", None);
+    input.extend(wire::extended_response(id, ResultCode::SUCCESS, None, None));
+    s.handle_input(&input)
+        .expect("the Cancel's late answer is expected");
+    assert_eq!(events(&mut s), [Event::Cancelled]);
+    assert!(!s.is_closed());
+    s.unbind().expect("an unbind can still be sent");
 }
 
 #[test]
