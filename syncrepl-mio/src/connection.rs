@@ -197,7 +197,6 @@ impl Connection {
             max_message_size: options.max_message_size,
             request_timeout: Some(options.request_timeout),
             cancel_timeout: options.cancel_timeout,
-            ..SessionConfig::default()
         };
         let mut conn = Connection {
             poll,
