@@ -16,6 +16,7 @@ pub mod destination;
 mod error;
 pub mod exit;
 pub mod ldif;
+pub mod logging;
 pub mod output;
 pub mod progress;
 mod pull;

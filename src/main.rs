@@ -1,6 +1,6 @@
 //! The `syncrepl` command: mirror an LDAP search into a state directory and print its changes.
 
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -18,14 +18,7 @@ use syncrepl_state::{Change, Consumer, ConsumerError, Entries, Entry, Mirror};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SYNCREPL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    syncrepl::logging::init();
     let code = match cli.command {
         Command::Watch(args) => watch(&args),
         Command::Dump(args) => dump(&args),

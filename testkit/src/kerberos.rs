@@ -506,19 +506,7 @@ impl Realm {
     /// obtained keep working with servers; new ones cannot be had until [`Realm::start_kdc`].
     /// Does nothing when it is not running.
     pub fn stop_kdc(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if matches!(child.try_wait(), Ok(None)) {
-            let pid = rustix::process::Pid::from_child(&child);
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        crate::process::terminate(self.child.take(), Duration::from_secs(5));
     }
 
     /// Starts the KDC again (after [`Realm::stop_kdc`]) on the same port, so that the

@@ -30,6 +30,7 @@ pub mod kerberos;
 pub mod ldif;
 pub mod multiprovider;
 pub mod nats;
+mod process;
 pub mod proxy;
 pub mod slapd;
 mod tools;

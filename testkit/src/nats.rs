@@ -341,19 +341,7 @@ impl NatsNode {
 
     /// Stops the server with SIGTERM to its PID, waits up to 10 s, then SIGKILL.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if matches!(child.try_wait(), Ok(None)) {
-            let pid = rustix::process::Pid::from_child(&child);
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        crate::process::terminate(self.child.take(), Duration::from_secs(10));
     }
 
     /// Kills the server with SIGKILL to its PID.

@@ -1208,19 +1208,7 @@ impl Slapd {
     /// Stops slapd with SIGTERM (it writes its contextCSN checkpoint), waits up to 10 s, then
     /// SIGKILL. Does nothing when it is not running.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if matches!(child.try_wait(), Ok(None)) {
-            let pid = rustix::process::Pid::from_child(&child);
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        crate::process::terminate(self.child.take(), Duration::from_secs(10));
     }
 
     /// Stops slapd if it runs and starts it again on the same ports with the same database.
