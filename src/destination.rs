@@ -131,10 +131,12 @@ impl Destination {
     }
 
     /// Waits until the pipe holds nothing more (the reader read every byte written), watching for
-    /// the reader going away.
+    /// the reader going away. After a stop, a reader that is still reading gets [`STOP_GRACE`]
+    /// to take what was written.
     fn wait_until_read(&mut self) -> io::Result<()> {
         let fd = self.out.get_ref().as_fd();
         let mut pause = Duration::from_micros(10);
+        let mut stopped_at = None;
         loop {
             if rustix::io::ioctl_fionread(fd)? == 0 {
                 return Ok(());
@@ -142,7 +144,9 @@ impl Destination {
             if reader_gone(fd)? {
                 return Err(io::Error::from(io::ErrorKind::BrokenPipe));
             }
-            if self.stop.is_stopped() {
+            if self.stop.is_stopped()
+                && stopped_at.get_or_insert_with(Instant::now).elapsed() >= STOP_GRACE
+            {
                 return Err(io::Error::new(
                     io::ErrorKind::Interrupted,
                     "stopped before the reader read the last changes",
@@ -153,6 +157,11 @@ impl Destination {
         }
     }
 }
+
+/// How long a stop waits for the pipe's reader to take what was already written: a reader in
+/// the middle of a record (Ctrl-C on `syncrepl watch | consumer`) gets it, a stuck one does not
+/// hold the stop up.
+const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// Whether the read end of the pipe `fd` is closed (poll reports an error on the write end).
 fn reader_gone(fd: BorrowedFd<'_>) -> io::Result<bool> {
@@ -228,5 +237,30 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::Interrupted);
         stopper.join().expect("stopper");
         drop(reader);
+    }
+
+    #[test]
+    fn a_reader_still_reading_at_a_stop_gets_what_was_written() {
+        let (mut reader, writer) = pipe();
+        let stop = StopHandle::new();
+        let mut dest = Destination::new(
+            writer,
+            Kind::Pipe,
+            FsyncPolicy::Os,
+            "pipe".into(),
+            stop.clone(),
+        );
+        dest.writer()
+            .write_all(b"read after the stop\n")
+            .expect("write");
+        stop.stop();
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut line = [0u8; 20];
+            reader.read_exact(&mut line).expect("read");
+            reader
+        });
+        dest.commit().expect("read within the grace");
+        drop(late.join().expect("reader"));
     }
 }
