@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use syncrepl_mio::DialectChoice;
 use syncrepl_mio::{
     ConnectOptions, Credentials, Endpoint, LdapUrl, RetrySchedule, SecurityProps, SyncOptions,
 };
-use syncrepl_proto::{Scope, SyncMode, SyncRequest};
+use syncrepl_proto::{DirSyncFlags, Scope, SyncMode, SyncRequest};
 use syncrepl_state::{FsyncPolicy, Mirror, OpenOptions, SearchSpec};
 
 /// Keep a live local copy of an LDAP directory with RFC 4533 Content Synchronization.
@@ -60,6 +61,17 @@ pub enum Fsync {
     Group,
     /// Leave it to the operating system.
     Never,
+}
+
+/// The protocol of the sync search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DialectArg {
+    /// From the root DSE's supportedControl: RFC 4533 where offered, else DirSync.
+    Auto,
+    /// LDAP Content Synchronization (RFC 4533): OpenLDAP, 389 Directory Server.
+    Rfc4533,
+    /// Active Directory's DirSync with change notification (also Samba AD).
+    Ad,
 }
 
 /// The SASL mechanisms the command binds with.
@@ -183,6 +195,14 @@ pub struct SyncArgs {
     /// that do not report every entry leaving the search (389 Directory Server).
     #[arg(long)]
     pub reload: bool,
+    /// The sync protocol: chosen from the server's root DSE by default.
+    #[arg(long, value_enum, default_value_t = DialectArg::Auto)]
+    pub dialect: DialectArg,
+    /// Active Directory: ask DirSync for what the bind identity may read (the object-security
+    /// flag) instead of needing the "Replicating Directory Changes" right. AD then reports no
+    /// deletes: run with `--reload` now and then to sweep what is gone.
+    #[arg(long)]
+    pub dirsync_object_security: bool,
     /// Seconds to wait for a TCP connection.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
@@ -336,6 +356,14 @@ impl SyncArgs {
         options.failover = failover;
         options.retry = retry;
         options.reload_on_refresh_required = !self.no_reload;
+        options.dialect = match self.dialect {
+            DialectArg::Auto => DialectChoice::Auto,
+            DialectArg::Rfc4533 => DialectChoice::Rfc4533,
+            DialectArg::Ad => DialectChoice::ActiveDirectory,
+        };
+        if self.dirsync_object_security {
+            options.dirsync_flags.0 |= DirSyncFlags::OBJECT_SECURITY;
+        }
         Ok(options)
     }
 }

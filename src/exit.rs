@@ -59,7 +59,11 @@ pub fn runtime_code(error: &RuntimeError) -> i32 {
         | Error::Bind { .. }
         | Error::IdentityMismatch { .. }
         | Error::Sasl { .. } => AUTHENTICATION,
-        Error::NoSyncProvider(_) | Error::Search(_) => SEARCH,
+        Error::NoSyncProvider(_)
+        | Error::ActiveDirectory(_)
+        | Error::NoSyncControl
+        | Error::NoNamingContext { .. }
+        | Error::Search(_) => SEARCH,
         Error::RefreshRequired => REFRESH_REQUIRED,
         Error::Protocol(syncrepl_proto::Error::Timeout { .. }) => CONNECTION,
         Error::Protocol(_) | Error::SecurityLayer(_) => PROTOCOL,
@@ -92,10 +96,14 @@ pub fn hint(error: &Error) -> Option<&'static str> {
             "the search base does not exist on this server; check the URL's DN"
         }
         Error::Search(result) if result.code == ResultCode::INSUFFICIENT_ACCESS_RIGHTS => {
-            "the bind identity may not read this part of the directory"
+            "the bind identity may not read this part of the directory (Active Directory's DirSync needs the \"Replicating Directory Changes\" right, or --dirsync-object-security)"
         }
         Error::Search(result) if result.code == ResultCode::CONFIDENTIALITY_REQUIRED => {
             "the server requires a stronger connection: use TLS, or a SASL layer with -O minssf=56"
+        }
+        Error::ActiveDirectory(_) => "leave out --dialect rfc4533, or pass --dialect ad",
+        Error::NoNamingContext { .. } => {
+            "DirSync runs from a naming context: use a base at or below one of the server's naming contexts"
         }
         Error::Tls(_) => "check --ca-file and that the certificate names this host",
         Error::Connect { .. } | Error::ConnectUnix { .. } => "is the server running and reachable?",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
 use syncrepl_proto::sasl::{GssapiBind, GssapiContext, Layer, SaslError, SecurityProps};
-use syncrepl_proto::{Event, ResultCode, Session, SessionConfig};
+use syncrepl_proto::{Event, ResultCode, RootDse, Session, SessionConfig};
 
 use crate::error::Error;
 use crate::stop::StopHandle;
@@ -376,6 +376,16 @@ impl Connection {
         })?;
         self.authz_id = Some(id.clone());
         Ok(id)
+    }
+
+    /// Reads the root DSE (RFC 4512 §5.1): the controls the server offers and its naming contexts.
+    pub fn root_dse(&mut self) -> Result<RootDse, Error> {
+        self.session.read_root_dse()?;
+        self.wait_for("root DSE read", |event| match event {
+            Event::RootDse { root_dse, result } if result.is_success() => Ok(Some(root_dse)),
+            Event::RootDse { result, .. } => Err(Error::Search(result)),
+            _ => Ok(None),
+        })
     }
 
     /// Pumps until `pick` accepts an event; other events are dropped (none are expected before the

@@ -93,6 +93,21 @@ pub enum Error {
     /// The server does not support LDAP Content Synchronization for this search.
     #[error("server does not support LDAP Content Synchronization (no syncprov?): {0}")]
     NoSyncProvider(LdapResult),
+    /// The server does not offer RFC 4533 but Active Directory's DirSync, and the RFC 4533 dialect
+    /// was asked for.
+    #[error("this server does not support RFC 4533 (LDAP Content Synchronization); it is Active Directory: use the AD dialect (DirSync), or let the dialect be chosen from the root DSE: {0}")]
+    ActiveDirectory(LdapResult),
+    /// The server offers neither RFC 4533 nor DirSync.
+    #[error("the server offers neither LDAP Content Synchronization (RFC 4533) nor DirSync (Active Directory): its root DSE lists no such control")]
+    NoSyncControl,
+    /// A DirSync search must run from a naming context, and none holds the base.
+    #[error("no naming context of the server holds the search base {base:?} (it has {naming_contexts:?})")]
+    NoNamingContext {
+        /// The search base.
+        base: String,
+        /// The root DSE's namingContexts.
+        naming_contexts: Vec<String>,
+    },
     /// The sync search failed with an LDAP result.
     #[error("sync search failed: {0}")]
     Search(LdapResult),

@@ -21,7 +21,7 @@ mod url;
 pub use connection::{ConnectOptions, Connection, Credentials, Wake};
 pub use error::Error;
 pub use retry::{RetryParseError, RetrySchedule};
-pub use runner::{run, Outcome, SyncOptions, SyncSink};
+pub use runner::{run, DialectChoice, Outcome, SyncOptions, SyncSink};
 pub use stop::StopHandle;
 pub use syncrepl_proto::sasl::{SaslError, SecurityLayer, SecurityProps};
 pub use transport::TlsOptions;

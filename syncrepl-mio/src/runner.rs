@@ -3,7 +3,10 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
-use syncrepl_proto::{ContentEvent, Cookie, Event, ResultCode, Stage, SyncMode, SyncRequest};
+use syncrepl_proto::{
+    ContentEvent, Cookie, Dialect, DirSyncFlags, Event, ResultCode, RootDse, Stage, SyncMode,
+    SyncRequest,
+};
 
 use crate::connection::{ConnectOptions, Connection, Wake};
 use crate::error::Error;
@@ -87,6 +90,25 @@ pub struct SyncOptions {
     /// On e-syncRefreshRequired, reload at once with reloadHint (keeping the mirror and emitting only
     /// real differences). When false, the run ends with [`Error::RefreshRequired`].
     pub reload_on_refresh_required: bool,
+    /// Which protocol to speak; the request's own [`SyncRequest::dialect`] is filled in from it
+    /// on every connection.
+    pub dialect: DialectChoice,
+    /// The DirSync flags, when the dialect is Active Directory's.
+    pub dirsync_flags: DirSyncFlags,
+}
+
+/// How the runner chooses the protocol of the sync search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DialectChoice {
+    /// From the root DSE's supportedControl on every connection: RFC 4533 where the server
+    /// offers it, else DirSync where the server offers that (Active Directory, Samba).
+    Auto,
+    /// RFC 4533 without reading the root DSE.
+    #[default]
+    Rfc4533,
+    /// Active Directory's DirSync and change notification, from the naming context that holds
+    /// the base (read from the root DSE).
+    ActiveDirectory,
 }
 
 impl SyncOptions {
@@ -98,6 +120,8 @@ impl SyncOptions {
             request,
             retry: RetrySchedule::default(),
             reload_on_refresh_required: true,
+            dialect: DialectChoice::default(),
+            dirsync_flags: DirSyncFlags::default(),
         }
     }
 }
@@ -135,6 +159,9 @@ pub fn run<S: SyncSink>(
         match run_once(options, servers[current], sink, stop, &mut progressed) {
             Ok(outcome) => return Ok(outcome),
             Err(Error::RefreshRequired) if options.reload_on_refresh_required => {
+                if progressed {
+                    reloads_in_a_row = 0;
+                }
                 reloads_in_a_row += 1;
                 if reloads_in_a_row > 2 {
                     return Err(Error::RefreshRequired);
@@ -228,6 +255,12 @@ fn sync_on<S: SyncSink>(
     let mut request = options.request.clone();
     request.cookie = sink.cookie();
     request.reload_hint = sink.wants_reload();
+    request.dialect = choose_dialect(conn, options)?;
+    let ad = matches!(request.dialect, Dialect::ActiveDirectory { .. });
+    if ad && request.reload_hint {
+        // DirSync has no reloadHint: a reload is a pass without a cookie.
+        request.cookie = None;
+    }
     sink.on_search_start(&request).map_err(sink_error)?;
     conn.session().start_sync(&request)?;
     let mut stopping = false;
@@ -242,9 +275,16 @@ fn sync_on<S: SyncSink>(
                         }
                         _ => false,
                     };
+                    let cookie = matches!(content, ContentEvent::NewCookie(_));
                     sink.on_content(content).map_err(sink_error)?;
                     if done {
                         return Ok(Outcome::RefreshDone);
+                    }
+                    if ad && cookie && sink.wants_reload() {
+                        // An object entered the search with a partial DirSync update: only a
+                        // full pass tells its content.
+                        conn.session().abandon()?;
+                        return Err(Error::RefreshRequired);
                     }
                 }
                 Err(Event::Cancelled | Event::CancelTimedOut) => {
@@ -270,7 +310,12 @@ fn sync_on<S: SyncSink>(
                         return Ok(Outcome::Stopped);
                     }
                     return Err(match result.code {
-                        ResultCode::UNAVAILABLE_CRITICAL_EXTENSION => Error::NoSyncProvider(result),
+                        ResultCode::UNAVAILABLE_CRITICAL_EXTENSION if !ad => {
+                            match conn.root_dse() {
+                                Ok(dse) if dse.supports_dirsync() => Error::ActiveDirectory(result),
+                                _ => Error::NoSyncProvider(result),
+                            }
+                        }
                         _ => Error::Search(result),
                     });
                 }
@@ -307,4 +352,40 @@ fn sync_on<S: SyncSink>(
             Wake::Deadline => sink.on_idle().map_err(sink_error)?,
         }
     }
+}
+
+/// The dialect of this connection's sync search, from [`SyncOptions::dialect`] and, unless RFC 4533
+/// is forced, the root DSE.
+fn choose_dialect(conn: &mut Connection, options: &SyncOptions) -> Result<Dialect, Error> {
+    let dse = match options.dialect {
+        DialectChoice::Rfc4533 => return Ok(Dialect::Rfc4533),
+        DialectChoice::Auto | DialectChoice::ActiveDirectory => conn.root_dse()?,
+    };
+    let ad = match options.dialect {
+        DialectChoice::ActiveDirectory => true,
+        _ if dse.supports_rfc4533() => false,
+        _ if dse.supports_dirsync() => true,
+        // Neither advertised (some servers hide the root DSE): try RFC 4533 and let the search
+        // say what is wrong.
+        _ if dse.supported_controls.is_empty() => false,
+        _ => return Err(Error::NoSyncControl),
+    };
+    if !ad {
+        return Ok(Dialect::Rfc4533);
+    }
+    let naming_context = naming_context(&dse, &options.request.base)?;
+    tracing::debug!(%naming_context, "Active Directory: DirSync with change notification");
+    Ok(Dialect::ActiveDirectory {
+        naming_context,
+        flags: options.dirsync_flags,
+    })
+}
+
+fn naming_context(dse: &RootDse, base: &str) -> Result<String, Error> {
+    dse.naming_context_of(base)
+        .map(str::to_owned)
+        .ok_or_else(|| Error::NoNamingContext {
+            base: base.to_owned(),
+            naming_contexts: dse.naming_contexts.clone(),
+        })
 }

@@ -82,6 +82,10 @@ impl SyncSink for Recorder {
                 self.entries.push(entry.dn);
                 entry.cookie
             }
+            ContentEvent::DirSyncEntry(entry) => {
+                self.entries.push(entry.dn);
+                None
+            }
             ContentEvent::SyncIdSet { cookie, .. }
             | ContentEvent::RefreshPhaseDone { cookie, .. }
             | ContentEvent::RefreshComplete { cookie, .. } => cookie,

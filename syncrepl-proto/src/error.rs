@@ -149,6 +149,18 @@ pub enum Violation {
     /// A Who am I? response whose value is not an authzId (RFC 4532 §2.2).
     #[error("malformed Who am I? response")]
     BadWhoAmI,
+    /// An entry of a DirSync pass without exactly one objectGUID of 16 octets (MS-ADTS
+    /// §3.1.1.3.4.1.3: every object carries it).
+    #[error("DirSync entry {dn:?} has no single 16-octet objectGUID (found {len:?} octets)")]
+    BadObjectGuid {
+        /// The entry's DN.
+        dn: String,
+        /// The length of the value found, if there was one value.
+        len: Option<usize>,
+    },
+    /// A successful DirSync search without the DirSync response control, which carries the cookie.
+    #[error("DirSync search ended without the DirSync response control")]
+    MissingDirSyncControl,
 }
 
 /// Everything that can go wrong in a [`Session`](crate::Session).

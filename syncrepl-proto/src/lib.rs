@@ -17,6 +17,7 @@
 
 mod ber;
 mod cookie;
+mod dirsync;
 mod entry;
 mod error;
 mod filter;
@@ -36,9 +37,13 @@ mod types;
 pub mod wire;
 
 pub use cookie::{Csn, SlapdCookie};
+pub use dirsync::{
+    object_guid, object_guid_octets, Dialect, DirSyncEntry, DirSyncFlags, RootDse, DIRSYNC_OID,
+    NOTIFICATION_OID, SHOW_DELETED_OID,
+};
 pub use entry::{Attribute, AttributeList, Attributes, SyncEntry, Values};
 pub use error::{DecodeError, Error, Violation};
-pub use filter::{check_filter, FilterError};
+pub use filter::{check_filter, FilterError, SearchFilter};
 pub use request::{
     DerefAliases, Scope, SyncRequest, CANCEL_OID, NOTICE_OF_DISCONNECTION_OID, START_TLS_OID,
     WHO_AM_I_OID,

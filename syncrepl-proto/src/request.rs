@@ -7,6 +7,7 @@ use rasn_ldap::{
     UnbindRequest,
 };
 
+use crate::dirsync::Dialect;
 use crate::error::Error;
 use crate::filter::parse_filter;
 use crate::sync::{self, SyncRequestValue, SYNC_REQUEST_OID};
@@ -73,6 +74,9 @@ pub struct SyncRequest {
     pub time_limit: u32,
     /// Alias dereferencing.
     pub deref_aliases: DerefAliases,
+    /// RFC 4533, or Active Directory's DirSync with change notification; the base, scope and
+    /// filter above then apply on the consumer's side, and the cookie is DirSync's.
+    pub dialect: Dialect,
 }
 
 impl SyncRequest {
@@ -90,15 +94,16 @@ impl SyncRequest {
             size_limit: 0,
             time_limit: 0,
             deref_aliases: DerefAliases::Never,
+            dialect: Dialect::Rfc4533,
         }
     }
 }
 
-fn oid(text: &str) -> OctetString {
+pub(crate) fn oid(text: &str) -> OctetString {
     OctetString::from(text.as_bytes().to_vec())
 }
 
-fn encode_message(out: &mut Vec<u8>, message: &LdapMessage) -> Result<(), Error> {
+pub(crate) fn encode_message(out: &mut Vec<u8>, message: &LdapMessage) -> Result<(), Error> {
     let bytes = rasn::ber::encode(message).map_err(|e| Error::InvalidRequest(e.to_string()))?;
     out.extend_from_slice(&bytes);
     Ok(())

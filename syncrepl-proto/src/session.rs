@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::ber::{peek_header, Peek, TAG_SEQUENCE};
+use crate::dirsync::{AdOutcome, AdRequest, AdSync, Dialect, DirSyncEntry, RootDse, RootDseRead};
 use crate::entry::SyncEntry;
 use crate::error::{DecodeError, Error, Violation};
 use crate::message::{decode_message, ServerMessage, ServerOp};
@@ -75,8 +76,17 @@ pub enum Event {
         /// The authzId, when the result is success.
         authz_id: Option<String>,
     },
+    /// The root DSE (RFC 4512 §5.1), read by [`Session::read_root_dse`].
+    RootDse {
+        /// What it holds (empty if the server returned no entry).
+        root_dse: RootDse,
+        /// How the read ended.
+        result: LdapResult,
+    },
     /// An entry with its sync state (RFC 4533 §3.2).
     Entry(SyncEntry),
+    /// An object a DirSync pass reported (Active Directory, [`Dialect::ActiveDirectory`]).
+    DirSyncEntry(DirSyncEntry),
     /// A Sync Info syncIdSet: many entryUUIDs at once, deleted if `refresh_deletes`, else present.
     SyncIdSet {
         /// The entryUUIDs.
@@ -154,6 +164,8 @@ pub enum Event {
 pub enum ContentEvent {
     /// An entry with its sync state (RFC 4533 §3.2).
     Entry(SyncEntry),
+    /// An object a DirSync pass reported: the changed attributes only, or its tombstone.
+    DirSyncEntry(DirSyncEntry),
     /// A syncIdSet: deleted entryUUIDs if `refresh_deletes`, else present ones (§2.5).
     SyncIdSet {
         /// The entryUUIDs.
@@ -189,6 +201,7 @@ impl Event {
     pub fn into_content(self) -> Result<ContentEvent, Event> {
         Ok(match self {
             Event::Entry(entry) => ContentEvent::Entry(entry),
+            Event::DirSyncEntry(entry) => ContentEvent::DirSyncEntry(entry),
             Event::SyncIdSet {
                 uuids,
                 refresh_deletes,
@@ -296,6 +309,13 @@ pub fn message_length(buf: &[u8], max: usize) -> Result<Frame, Error> {
     })
 }
 
+/// The next message id after `next` (RFC 4511 §4.1.1.1: positive, below 2^31), advancing it.
+fn allocate(next: &mut MessageId) -> MessageId {
+    let id = *next;
+    *next = if id >= i32::MAX as u32 { 1 } else { id + 1 };
+    id
+}
+
 /// Responses to abandoned searches may still be in flight; they are dropped, up to this many ids.
 const MAX_ABANDONED: usize = 16;
 
@@ -379,6 +399,8 @@ pub struct Session {
     events: VecDeque<Event>,
     pending: Vec<Pending>,
     search: Option<SyncSearch>,
+    ad: Option<AdSync>,
+    root_dse: Option<RootDseRead>,
     abandoned: VecDeque<MessageId>,
 }
 
@@ -394,6 +416,8 @@ impl Session {
             events: VecDeque::new(),
             pending: Vec::new(),
             search: None,
+            ad: None,
+            root_dse: None,
             abandoned: VecDeque::new(),
         }
     }
@@ -483,12 +507,39 @@ impl Session {
 
     /// The stage of the sync search, if one is running.
     pub fn sync_stage(&self) -> Option<Stage> {
-        self.search.map(|s| s.stage)
+        self.search.map(|s| s.stage).or_else(|| {
+            self.ad.as_ref().map(|ad| {
+                if ad.persisting() {
+                    Stage::Persist
+                } else {
+                    Stage::Refresh
+                }
+            })
+        })
     }
 
-    /// The message id of the running sync search.
+    /// The message id of the running sync search (for Active Directory: the DirSync pass in
+    /// flight, else the change-notification search).
     pub fn sync_message_id(&self) -> Option<MessageId> {
-        self.search.map(|s| s.id)
+        self.search
+            .map(|s| s.id)
+            .or_else(|| self.ad.as_ref().and_then(|ad| ad.searches().next()))
+    }
+
+    /// Reads the root DSE (RFC 4512 §5.1), answered by [`Event::RootDse`]: which controls the
+    /// server offers (RFC 4533's or DirSync) and its naming contexts.
+    pub fn read_root_dse(&mut self) -> Result<MessageId, Error> {
+        self.check_ready("read the root DSE")?;
+        if self.root_dse.is_some() {
+            return Err(Error::InvalidState {
+                operation: "read the root DSE",
+                reason: "a root DSE read is already running",
+            });
+        }
+        let id = self.allocate_id();
+        crate::dirsync::root_dse_search(&mut self.outbuf, id)?;
+        self.root_dse = Some(RootDseRead::new(id));
+        Ok(id)
     }
 
     /// Sends a simple bind; an empty DN and password bind anonymously (RFC 4513 §5.1).
@@ -539,13 +590,46 @@ impl Session {
     }
 
     /// Starts the sync search (RFC 4533 §3.1). One sync search runs at a time.
+    ///
+    /// With [`Dialect::ActiveDirectory`] it is a sync over DirSync instead (MS-ADTS
+    /// §3.1.1.3.4.1.3): in refreshAndPersist a change-notification search over the naming context
+    /// goes out first, then the first DirSync pass, whose id is returned. Each pass ends with the
+    /// cookie of the next ([`Event::RefreshComplete`] for the first, [`Event::NewCookie`] later);
+    /// a notification starts the next pass, and notifications during a pass fold into one more.
+    /// A reloadHint sends no cookie: DirSync's reload is a full pass.
     pub fn start_sync(&mut self, request: &SyncRequest) -> Result<MessageId, Error> {
         self.check_ready("start a sync search")?;
-        if self.search.is_some() {
+        if self.search.is_some() || self.ad.is_some() {
             return Err(Error::InvalidState {
                 operation: "start a sync search",
                 reason: "a sync search is already running",
             });
+        }
+        if let Dialect::ActiveDirectory {
+            naming_context,
+            flags,
+        } = &request.dialect
+        {
+            crate::filter::check_filter(&request.filter)?;
+            let ad = AdRequest {
+                naming_context: naming_context.clone(),
+                flags: *flags,
+                attributes: crate::dirsync::dirsync_attributes(
+                    &request.attributes,
+                    &request.filter,
+                ),
+                mode: request.mode,
+            };
+            let cookie = if request.reload_hint {
+                None
+            } else {
+                request.cookie.clone()
+            };
+            let next_id = &mut self.next_id;
+            let sync = AdSync::start(ad, cookie, &mut self.outbuf, || allocate(next_id))?;
+            let id = sync.searches().next().unwrap_or_default();
+            self.ad = Some(sync);
+            return Ok(id);
         }
         let id = self.allocate_id();
         request::sync_search(&mut self.outbuf, id, request)?;
@@ -563,6 +647,13 @@ impl Session {
     /// timeout, it is abandoned and the session unbound ([`Event::CancelTimedOut`]).
     pub fn cancel(&mut self, now: Instant) -> Result<MessageId, Error> {
         self.check_ready("cancel")?;
+        if let Some(ad) = self.ad.take() {
+            // Active Directory has no Cancel: abandoning the notification search and the pass is
+            // how a DirSync sync ends, at once.
+            let last = self.abandon_ad(&ad);
+            self.events.push_back(Event::Cancelled);
+            return Ok(last);
+        }
         let Some(search) = self.search else {
             return Err(Error::InvalidState {
                 operation: "cancel",
@@ -594,6 +685,10 @@ impl Session {
     /// messages the server had already sent for it are dropped.
     pub fn abandon(&mut self) -> Result<(), Error> {
         self.check_ready("abandon")?;
+        if let Some(ad) = self.ad.take() {
+            self.abandon_ad(&ad);
+            return Ok(());
+        }
         let Some(search) = self.search else {
             return Err(Error::InvalidState {
                 operation: "abandon",
@@ -622,6 +717,20 @@ impl Session {
         self.state = State::Closed;
         self.pending.clear();
         self.search = None;
+        self.ad = None;
+        self.root_dse = None;
+    }
+
+    /// Abandons every search of a DirSync sync; the id of the last abandon request.
+    fn abandon_ad(&mut self, ad: &AdSync) -> MessageId {
+        let mut last = 0;
+        for id in ad.searches().collect::<Vec<_>>() {
+            last = self.allocate_id();
+            // Encoding an abandon cannot fail: it is two integers.
+            let _ = request::abandon(&mut self.outbuf, last, id);
+            self.remember_abandoned(id);
+        }
+        last
     }
 
     fn abandon_search(&mut self, search_id: MessageId) {
@@ -641,9 +750,7 @@ impl Session {
     }
 
     fn allocate_id(&mut self) -> MessageId {
-        let id = self.next_id;
-        self.next_id = if id >= i32::MAX as u32 { 1 } else { id + 1 };
-        id
+        allocate(&mut self.next_id)
     }
 
     fn track(&mut self, id: MessageId, kind: PendingKind, now: Instant) {
@@ -687,7 +794,7 @@ impl Session {
                 pending: p.kind.name(),
             });
         }
-        if self.search.is_some() {
+        if self.search.is_some() || self.ad.is_some() {
             return Err(Error::Busy {
                 operation,
                 pending: "the sync search",
@@ -733,6 +840,16 @@ impl Session {
         if let Some(search) = self.search.filter(|s| s.id == message.id) {
             return self.search_message(search, message);
         }
+        if self.ad.as_ref().is_some_and(|ad| ad.owns(message.id)) {
+            return self.ad_message(message);
+        }
+        if let Some(read) = self.root_dse.as_mut().filter(|r| r.id == message.id) {
+            if let Some(event) = read.message(message)? {
+                self.root_dse = None;
+                self.events.push_back(event);
+            }
+            return Ok(());
+        }
         if let Some(i) = self.pending.iter().position(|p| p.id == message.id) {
             let pending = self.pending.remove(i);
             return self.response(pending, message);
@@ -757,6 +874,8 @@ impl Session {
             self.state = State::Closed;
             self.pending.clear();
             self.search = None;
+            self.ad = None;
+            self.root_dse = None;
         } else {
             self.events.push_back(Event::Unsolicited { name, result });
         }
@@ -853,6 +972,15 @@ impl Session {
             ServerOp::SearchReference(uris) => {
                 self.events.push_back(Event::Referral { uris });
             }
+            ServerOp::Extended { result, .. } if !result.is_success() => {
+                // Samba ends a search whose critical control it does not know (the Sync Request
+                // Control) with an ExtendedResponse instead of a SearchResultDone.
+                self.search = None;
+                self.events.push_back(Event::SearchDone {
+                    result,
+                    cookie: None,
+                });
+            }
             ServerOp::SearchDone(result) => {
                 self.search = None;
                 // The Cancel's own response may still come (slapd ends the search with
@@ -904,6 +1032,30 @@ impl Session {
                     found: other.name(),
                 }
                 .into())
+            }
+        }
+        Ok(())
+    }
+
+    fn ad_message(&mut self, message: ServerMessage) -> Result<(), Error> {
+        let Some(mut ad) = self.ad.take() else {
+            return Ok(());
+        };
+        let next_id = &mut self.next_id;
+        let events = &mut self.events;
+        let outcome = ad.message(
+            message,
+            &mut self.outbuf,
+            || allocate(next_id),
+            |e| events.push_back(e),
+        )?;
+        match outcome {
+            AdOutcome::Continue => self.ad = Some(ad),
+            AdOutcome::Ended(event) => {
+                // What is still running of the sync (the notification search after a failed
+                // pass) is abandoned with it.
+                self.abandon_ad(&ad);
+                self.events.extend(event);
             }
         }
         Ok(())

@@ -117,6 +117,23 @@ pub fn search_done(
     message(id, &op, &controls)
 }
 
+/// A SearchResultDone ending a DirSync pass, with the DirSync response control (MS-ADTS
+/// §3.1.1.3.4.1.3): `more` is the flag that more data is waiting.
+pub fn dirsync_done(id: MessageId, code: ResultCode, more: bool, cookie: &[u8]) -> Vec<u8> {
+    let op = sync::encode(&WireSearchResultDone {
+        result_code: WireResultCode(code.0),
+        matched_dn: text(""),
+        diagnostic_message: text(""),
+        referral: None,
+    });
+    let value = sync::encode(&crate::dirsync::DirSyncValue {
+        flags: i64::from(more),
+        max_bytes: 0,
+        cookie: OctetString::from(cookie.to_vec()),
+    });
+    message(id, &op, &[(crate::dirsync::DIRSYNC_OID, value)])
+}
+
 /// A Sync Info Message (an IntermediateResponse).
 pub fn sync_info(id: MessageId, value: &SyncInfoValue) -> Vec<u8> {
     intermediate(id, Some(SYNC_INFO_OID), Some(&sync::encode(value)))

@@ -138,6 +138,38 @@ fn escape_into(out: &mut String, value: &str) {
     }
 }
 
+/// The first RDN of `dn` as its lowercased attribute type and its value with escapes resolved and
+/// case kept (RFC 4514 §2.4), e.g. `("cn", "Ann, Smith")` for `CN=Ann\, Smith,OU=People`; `None`
+/// for a DN that does not parse, or a multi-valued first RDN.
+pub(crate) fn first_rdn(dn: &str) -> Option<(String, String)> {
+    let end = dn.len();
+    let bytes = dn.as_bytes();
+    let eq = dn.find('=')?;
+    let ty = dn[..eq].trim().to_ascii_lowercase();
+    let (value, next) = parse_value(bytes, eq + 1, false)?;
+    match bytes.get(next) {
+        None | Some(b',' | b';') if next <= end => Some((ty, value)),
+        _ => None,
+    }
+}
+
+/// Whether `dn` is within `scope` of `base` (RFC 4511 §4.5.1.2), comparing the LDAP way.
+pub(crate) fn in_scope(dn: &str, base: &str, scope: syncrepl_proto::Scope) -> bool {
+    let (Some(dn), Some(base)) = (parse(dn), parse(base)) else {
+        return NormalizedDn::new(dn) == NormalizedDn::new(base)
+            && scope != syncrepl_proto::Scope::One;
+    };
+    if dn.len() < base.len() || dn[dn.len() - base.len()..] != base[..] {
+        return false;
+    }
+    let depth = dn.len() - base.len();
+    match scope {
+        syncrepl_proto::Scope::Base => depth == 0,
+        syncrepl_proto::Scope::One => depth == 1,
+        syncrepl_proto::Scope::Subtree => true,
+    }
+}
+
 type Rdn = Vec<(String, String)>;
 
 fn parse(dn: &str) -> Option<Vec<Rdn>> {
@@ -378,6 +410,50 @@ mod tests {
         assert_eq!(hash(&long), hash(&long.to_uppercase()));
         assert!(same_dn("CN=A, dc=x", "cn=a,dc=x"));
         assert!(!same_dn("cn=a,dc=x", "cn=b,dc=x"));
+    }
+
+    #[test]
+    fn first_rdns_and_scopes() {
+        use syncrepl_proto::Scope;
+        assert_eq!(
+            first_rdn(r"CN=Ann\, Smith,OU=People,DC=example"),
+            Some(("cn".into(), "Ann, Smith".into()))
+        );
+        assert_eq!(
+            first_rdn(r"CN=u8\0ADEL:0eb3,CN=Deleted Objects,DC=x"),
+            Some(("cn".into(), "u8\nDEL:0eb3".into()))
+        );
+        assert_eq!(first_rdn("not a dn"), None);
+        let base = "OU=People,DC=example,DC=test";
+        assert!(in_scope(
+            "cn=u1,ou=people,dc=Example,dc=test",
+            base,
+            Scope::Subtree
+        ));
+        assert!(in_scope(
+            "cn=u1,ou=people,dc=Example,dc=test",
+            base,
+            Scope::One
+        ));
+        assert!(!in_scope(
+            "cn=u1,ou=people,dc=Example,dc=test",
+            base,
+            Scope::Base
+        ));
+        assert!(in_scope(base, base, Scope::Base));
+        assert!(in_scope(base, base, Scope::Subtree));
+        assert!(!in_scope(base, base, Scope::One));
+        assert!(!in_scope(
+            "cn=x,cn=u1,OU=People,DC=example,DC=test",
+            base,
+            Scope::One
+        ));
+        assert!(!in_scope(
+            "cn=u7,ou=Elsewhere,dc=example,dc=test",
+            base,
+            Scope::Subtree
+        ));
+        assert!(!in_scope("dc=example,dc=test", base, Scope::Subtree));
     }
 
     #[test]

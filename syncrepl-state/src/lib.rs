@@ -21,6 +21,7 @@ mod consumer;
 mod dn;
 mod entries;
 mod error;
+mod filter;
 pub mod log;
 mod mirror;
 mod outbox;
@@ -37,6 +38,7 @@ pub use consumer::{Consumer, ConsumerError, FnConsumer};
 pub use dn::{NormalizedDn, CASE_EXACT};
 pub use entries::Entries;
 pub use error::Error;
+pub use filter::matches;
 pub use log::{FsyncPolicy, Lock, LogFile, LogIo, StdIo};
 pub use mirror::{Delivered, DeliveryError, Mirror, OpenOptions, Status, BATCH_BYTES};
 

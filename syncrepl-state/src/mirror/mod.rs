@@ -2,6 +2,7 @@
 //! is committed.
 
 mod delivery;
+mod dirsync;
 mod ds389;
 mod rules;
 
@@ -169,11 +170,14 @@ pub struct Mirror {
     store_bytes: u64,
     batch_bytes: u64,
     poisoned: bool,
+    /// The search's filter, for the DirSync rules, which apply it here.
+    ad_filter: Option<syncrepl_proto::SearchFilter>,
 }
 
 impl Mirror {
     /// An empty mirror kept in memory only.
     pub fn in_memory(spec: SearchSpec) -> Mirror {
+        let ad_filter = dirsync::parse_ad_filter(&spec.filter);
         Mirror {
             entries: Entries::default(),
             spec,
@@ -200,6 +204,7 @@ impl Mirror {
             store_bytes: 0,
             batch_bytes: BATCH_BYTES,
             poisoned: false,
+            ad_filter,
         }
     }
 

@@ -20,11 +20,13 @@ use crate::Entry;
 pub(crate) struct Refresh {
     /// Started without a cookie: the server sends the whole content, so whatever it does not send is
     /// gone, whichever phase it claims.
-    full: bool,
+    pub(super) full: bool,
     saw_present: bool,
-    saw_delete: bool,
+    pub(super) saw_delete: bool,
     /// The cookie sent is 389 Directory Server's (see [`is_389_cookie`]).
     ds389: bool,
+    /// A DirSync object entered the search with a partial update: a full pass must follow.
+    pub(super) reload_after: bool,
 }
 
 impl Mirror {
@@ -48,6 +50,7 @@ impl Mirror {
             saw_present: false,
             saw_delete: false,
             ds389: request.cookie.as_ref().is_some_and(is_389_cookie),
+            reload_after: false,
         });
         Ok(())
     }
@@ -108,6 +111,7 @@ impl Mirror {
                     self.new_cookie(cookie);
                 }
             }
+            ContentEvent::DirSyncEntry(entry) => self.dirsync_entry(entry)?,
             ContentEvent::SyncIdSet {
                 uuids,
                 refresh_deletes,
@@ -136,6 +140,7 @@ impl Mirror {
             }
             ContentEvent::RefreshComplete { phase, cookie, .. } => {
                 let full = self.refresh.is_some_and(|r| r.full);
+                let reload_after = self.refresh.is_some_and(|r| r.reload_after);
                 if phase == RefreshPhase::Present || full {
                     self.end_present_phase()?;
                 }
@@ -144,7 +149,7 @@ impl Mirror {
                 if let Some(cookie) = cookie {
                     self.new_cookie(cookie);
                 }
-                self.needs_reload = false;
+                self.needs_reload = reload_after;
                 self.cookie_seq = self.seq.next;
                 self.refresh_done = true;
             }
@@ -176,7 +181,7 @@ impl Mirror {
         }
     }
 
-    fn note(&mut self, f: impl FnOnce(&mut Refresh)) {
+    pub(super) fn note(&mut self, f: impl FnOnce(&mut Refresh)) {
         if let Some(r) = self.refresh.as_mut() {
             f(r);
         }
@@ -211,7 +216,7 @@ impl Mirror {
         self.seq.take(self.store.as_mut())
     }
 
-    fn upsert(
+    pub(super) fn upsert(
         &mut self,
         uuid: EntryUuid,
         dn: String,
@@ -268,7 +273,7 @@ impl Mirror {
         Ok(())
     }
 
-    fn delete(&mut self, uuid: EntryUuid) -> Result<(), Error> {
+    pub(super) fn delete(&mut self, uuid: EntryUuid) -> Result<(), Error> {
         if !self.entries.by_uuid.contains_key(&uuid) {
             return Ok(());
         }
