@@ -382,7 +382,7 @@ impl Connection {
     pub fn root_dse(&mut self) -> Result<RootDse, Error> {
         self.session.read_root_dse()?;
         self.wait_for("root DSE read", |event| match event {
-            Event::RootDse { root_dse, result } if result.is_success() => Ok(Some(root_dse)),
+            Event::RootDse { root_dse, result } if result.is_success() => Ok(Some(*root_dse)),
             Event::RootDse { result, .. } => Err(Error::Search(result)),
             _ => Ok(None),
         })

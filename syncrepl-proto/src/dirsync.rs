@@ -555,7 +555,7 @@ impl RootDseRead {
             }
             ServerOp::SearchReference(_) => Ok(None),
             ServerOp::SearchDone(result) => Ok(Some(crate::session::Event::RootDse {
-                root_dse: self.found.take().unwrap_or_default(),
+                root_dse: Box::new(self.found.take().unwrap_or_default()),
                 result,
             })),
             other => Err(Violation::UnexpectedResponse {

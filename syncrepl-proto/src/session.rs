@@ -79,7 +79,7 @@ pub enum Event {
     /// The root DSE (RFC 4512 §5.1), read by [`Session::read_root_dse`].
     RootDse {
         /// What it holds (empty if the server returned no entry).
-        root_dse: RootDse,
+        root_dse: Box<RootDse>,
         /// How the read ended.
         result: LdapResult,
     },
