@@ -192,9 +192,9 @@ const ROOT_DSE_ATTRIBUTES: [&str; 4] = [
 ];
 
 /// The attribute list of the DirSync passes for a search of `attributes` with `filter`, applied on
-/// the consumer's side: what was asked for, plus what applying the filter to later partial updates
-/// and recognising tombstones needs (objectClass, isDeleted, the filter's attributes). All user
-/// attributes (`*`, or none named) already hold them.
+/// the consumer's side: what was asked for, plus what applying the filter to later partial updates,
+/// seeing renames and recognising tombstones needs (objectClass, isDeleted, name, the filter's
+/// attributes). All user attributes (`*`, or none named) already hold them.
 pub(crate) fn dirsync_attributes(attributes: &[String], filter: &str) -> Vec<String> {
     if attributes.is_empty() || attributes.iter().any(|a| a == "*") {
         return attributes.to_vec();
@@ -207,6 +207,9 @@ pub(crate) fn dirsync_attributes(attributes: &[String], filter: &str) -> Vec<Str
     };
     add("objectClass");
     add("isDeleted");
+    // DirSync returns an object only when a listed attribute changed: a rename or move changes
+    // `name` (the RDN's value), which a list without it would never show.
+    add("name");
     if let Ok(filter) = crate::filter::SearchFilter::parse(filter) {
         for name in filter.attributes() {
             add(name);

@@ -32,10 +32,12 @@ pub mod multiprovider;
 pub mod nats;
 mod process;
 pub mod proxy;
+pub mod samba;
 pub mod slapd;
 mod tools;
 
 pub use kerberos::Realm;
 pub use multiprovider::Providers;
 pub use nats::{NatsCluster, NatsNode, NatsOptions, NatsServer};
+pub use samba::{SambaDc, SambaOptions};
 pub use slapd::{Bind, Error, Gssapi, Options, Output, Peer, ReplicaOf, Scope, Slapd, Transport};

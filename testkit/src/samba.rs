@@ -1,0 +1,1251 @@
+//! A throwaway Samba Active Directory domain controller (Samba 4.17's `samba`) on its own
+//! loopback address, so that syncrepl's Active Directory paths (DirSync, change notification,
+//! objectGUID, tombstones) can be tested against a real AD implementation.
+//!
+//! [`SambaDc::start`] (or [`SambaDc::builder`] and [`SambaOptions::start`])
+//!
+//! 1. provisions the domain `EXAMPLE.TEST` (`DC=example,DC=test`, NetBIOS `EXAMPLE`, DC `DC1`)
+//!    once into a template directory with `samba-tool domain provision` (about 4–5 s; it reads no
+//!    system `smb.conf`) and turns off password ageing there (`maxPwdAge`/`minPwdAge` 0, with
+//!    `ldbmodify`), so that a template made long ago still lets the Administrator bind. The
+//!    template is cached under the cargo target directory
+//!    (`target/syncrepl-testkit/samba-template-VERSION-fN`, next to `CACHEDIR.TAG`), keyed by the
+//!    Samba version, and made under a lock file, so every test process after the first, and
+//!    every instance in a process, only copies it (33 MB, about 30 ms). Set
+//!    [`CACHE_ENV`] to choose another cache directory;
+//! 2. claims a loopback address `127.0.0.N` (N from 2 to 254): Samba's LDAP ports are fixed at
+//!    389 and 636 (and 3268/3269 for the global catalog), so each instance needs its own address.
+//!    The claim is an exclusive `flock` on `/tmp/syncrepl-testkit-samba-127.0.0.N.lock`, held for
+//!    the instance's lifetime (test binaries run concurrently; `/tmp` and not `$TMPDIR`, since
+//!    addresses are machine-wide), plus a check that nothing listens on those ports; if Samba
+//!    still cannot bind, another address is tried;
+//! 3. copies the template into a temporary directory (removed again on drop; set
+//!    `SYNCREPL_TESTKIT_KEEP=1` to keep it), makes a CA and a server certificate for
+//!    `IP:127.0.0.N` and `DNS:localhost` (the certificate Samba generates itself names the host
+//!    only, without subjectAltName, so clients could not verify it), and writes its own
+//!    `etc/smb.conf`: only the `ldap` service, bound to that address only, every directory (pid,
+//!    lock, state, cache, private, log) inside the instance directory, TLS with those files;
+//! 4. starts `samba -i -M single -s DIR/etc/smb.conf` in the foreground as our child, its output
+//!    in `DIR/samba.log` (the `single` process model delivers change notifications in about
+//!    50 ms; the default `prefork` delays them by up to 5 s), and
+//! 5. waits (bounded) until an anonymous root DSE search over ldaps, verified with the CA,
+//!    answers: 0.3–0.5 s after the start on an idle machine.
+//!
+//! SIGTERM stops it in about 30 ms ([`SambaDc::stop`], and on drop); [`SambaDc::start_again`]
+//! starts it again on the same address with the same data. Its standard input is a pipe from
+//! this process, so it also exits by itself when the test process dies, even by SIGKILL (with
+//! `-i`, samba ends at EOF on standard input). It needs Samba's AD DC packages
+//! (Debian: `samba-ad-dc samba-dsdb-modules samba-vfs-modules samba-ad-provision winbind
+//! ldb-tools`), OpenLDAP's client tools, and root (ports 389 and 636).
+//!
+//! Every instance copied from one template has the same domain SID and the same objectGUIDs for
+//! the provisioned objects; objects added later differ.
+//!
+//! # Accounts
+//!
+//! | who | bind DN | password |
+//! | --- | --- | --- |
+//! | Administrator | [`ADMIN_DN`] or `Administrator@EXAMPLE.TEST` | [`ADMIN_PW`] |
+//! | a user from [`SambaDc::create_user`] | `NAME@EXAMPLE.TEST` or its DN | as given |
+//! | anonymous | | reads the root DSE only |
+//!
+//! Simple binds need TLS (ldaps or StartTLS): in cleartext Samba answers `strongAuthRequired`
+//! ("BindSimple: Transport encryption required") unless [`SambaOptions::smb_conf`] sets
+//! `ldap server require strong auth = no`. A bare `Administrator` does not bind. The password
+//! policy is AD's (at least 7 characters from three of: upper case, lower case, digits, others),
+//! without ageing.
+//!
+//! # What this Samba says on the wire (4.17.12, checked with `ldapsearch`)
+//!
+//! - The root DSE is readable anonymously, over ldaps and in cleartext; anything else needs a
+//!   bind ("Operation unavailable without authentication"). `supportedControl` (with duplicates,
+//!   as sent): 1.2.840.113556.1.4.1413 (permissive modify, three times), .528 (notification),
+//!   .841 (DirSync), .319 (paged results), 2.16.840.1.113730.3.4.9 (VLV), .473 (server-side
+//!   sort), .1504 (attribute scoped query), .801 (SD flags, three times), .805 (tree delete),
+//!   .1338 (verify name), .529 (extended DN), .417 (show deleted), .2064 (show recycled), .1339
+//!   (domain scope), .1340 (search options), .1413 again, .1341 (RODC DCPromo). No
+//!   `supportedExtension`: Who am I? fails with protocolError.
+//! - A search with base `<GUID=…>` finds the object by its objectGUID, scope base or subtree,
+//!   with the GUID as 32 hex digits of the raw bytes or in its string form
+//!   ([`guid_string`], the first three fields byte-swapped): for an Administrator whose
+//!   objectGUID is `wpeqGmtrtkixoCmX3/flWw==`, `-b '<GUID=c297aa1a6b6bb648b1a02997dff7e55b>'`
+//!   and `-b '<GUID=1aaa97c2-6b6b-48b6-b1a0-2997dff7e55b>'` both return `dn:
+//!   CN=Administrator,CN=Users,DC=example,DC=test`. Anonymously: operationsError.
+//! - DirSync (`ldapsearch -E '!dirSync=FLAGS/0[/COOKIE]'`, the cookie as plain base64; ldapsearch
+//!   prints the returned one as `# cookie:: BASE64`, and takes FLAGS in decimal or `0x…`): with
+//!   `*`, a user comes back with `nTSecurityDescriptor` (for the Administrator; not for a user
+//!   with flag 1) and `parentGUID`, which a plain search does not return, and without `cn` (the
+//!   RDN attribute, not even when asked for by name), `distinguishedName`, `whenChanged`,
+//!   `uSNCreated`, `uSNChanged`, `badPwdCount`, `badPasswordTime`, `lastLogon`, `lastLogoff`,
+//!   `logonCount` (not replicated), which a plain search does; `memberOf` (a back link) neither
+//!   way. DN-valued attributes such as `objectCategory` come in extended form,
+//!   `<GUID=…>;CN=Person,CN=Schema,…` (but `member` as a plain DN). With an attribute list, an
+//!   object is returned only if one of the listed attributes changed since the cookie: `name`
+//!   or `*` from the start return all 253 objects of a fresh domain, `objectGUID` or `1.1` only
+//!   `CN=Configuration,…` (instanceType 13), and after a cookie nothing at all. `'+'` adds
+//!   nothing, to either search.
+//! - A tombstone from DirSync with `*` (Administrator, flags 0): DN
+//!   `CN=dave\0ADEL:a8f92043-…,CN=Deleted Objects,DC=example,DC=test`, attributes `parentGUID`
+//!   (the Deleted Objects container's), `name` (`dave` LF `DEL:GUID`, base64), `isRecycled: TRUE`
+//!   (no recycle bin), `lastKnownParent` as an extended DN (`<GUID=…>;CN=Users,DC=example,DC=test`),
+//!   `isDeleted: TRUE`, `objectGUID`, `instanceType`; no objectClass.
+//! - A non-admin user (made here, no extra rights) gets insufficientAccessRights for DirSync with
+//!   flags 0; with flag 1 (object security) the entries it may read (225 of the
+//!   Administrator's 253 in a fresh domain, without `nTSecurityDescriptor`), later adds and
+//!   modifications, but never deletes (not even with show deleted). Its change notification
+//!   search (`-E '!1.2.840.113556.1.4.528'`, filter `(objectClass=*)`) works: a modification
+//!   arrives as the entry with its current values. Any other filter: unwillingToPerform.
+//! - `samba-tool … -H ldaps://127.0.0.N` fails with `NT_STATUS_INVALID_PARAMETER_MIX` under the
+//!   default `tls verify peer = as_strict_as_possible` (it wants a CRL file), with
+//!   `NT_STATUS_INVALID_PARAMETER` under `ca_and_name` (no name check for an IP address), and with
+//!   SASL ("Sign or Seal are not allowed if TLS is used") under `ca_only`: [`SambaDc::samba_tool`]
+//!   binds simply (`--simple-bind-dn`) with `tls verify peer = ca_only` in the instance's
+//!   `smb.conf`.
+//! - A user added over LDAP without `unicodePwd` and `userAccountControl: 512` is disabled (546);
+//!   with a password but no `userAccountControl`, too (bind: invalid credentials, `data 533`).
+//!
+//! Every wait is bounded, and signals only ever go to the `samba` this module started, by its
+//! PID.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+
+use crate::slapd::{sbin, tail, Error, Scope, Transport, KEEP_ENV};
+use crate::tools::{self, Output};
+
+/// The Kerberos realm, also the DNS domain in upper case.
+pub const REALM: &str = "EXAMPLE.TEST";
+/// The NetBIOS domain name.
+pub const DOMAIN: &str = "EXAMPLE";
+/// The domain controller's NetBIOS name (its host name `DC1.example.test`).
+pub const NETBIOS_NAME: &str = "DC1";
+/// The domain's naming context.
+pub const BASE_DN: &str = "DC=example,DC=test";
+/// Where users go by default.
+pub const USERS_DN: &str = "CN=Users,DC=example,DC=test";
+/// The Administrator's DN.
+pub const ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=example,DC=test";
+/// The Administrator's password (it meets AD's complexity rules).
+pub const ADMIN_PW: &str = "Admin-pw-4533!";
+/// Environment variable naming the directory that caches the provisioned template (default:
+/// `syncrepl-testkit` in the cargo target directory of the running test, else in the system's
+/// temporary directory).
+pub const CACHE_ENV: &str = "SYNCREPL_TESTKIT_SAMBA_CACHE";
+
+/// Bumped whenever the provisioning changes, so that an old cached template is not used.
+const TEMPLATE_FORMAT: u32 = 1;
+/// The ports Samba's LDAP server binds, all fixed.
+const PORTS: [u16; 4] = [389, 636, 3268, 3269];
+/// The last byte of the loopback addresses instances may claim (`127.0.0.1` is left to the
+/// other fixtures and to system services).
+const HOSTS: std::ops::RangeInclusive<u8> = 2..=254;
+const PROVISION_TIMEOUT: Duration = Duration::from_secs(180);
+const LOG: &str = "samba.log";
+
+/// How the domain controller is run. Build it with [`SambaDc::builder`] and the chainable
+/// setters, then [`SambaOptions::start`].
+#[derive(Debug, Clone)]
+pub struct SambaOptions {
+    /// More `[global]` parameters for `smb.conf`, written after the fixture's own (a later line
+    /// wins), e.g. `("ldap server require strong auth", "no")` to allow simple binds in
+    /// cleartext. Empty by default.
+    pub smb_conf: Vec<(String, String)>,
+    /// Samba's process model (`-M`). Default `single`: change notifications arrive in about
+    /// 50 ms; with `prefork` they take up to 5 s.
+    pub process_model: String,
+    /// How long `samba` may take until ldaps answers after it is started. Default 30 s.
+    pub start_timeout: Duration,
+    /// How long one tool run by a helper (`ldapsearch`, `ldapmodify`, `samba-tool`) may take.
+    /// Default 60 s.
+    pub tool_timeout: Duration,
+}
+
+impl Default for SambaOptions {
+    fn default() -> Self {
+        SambaOptions {
+            smb_conf: Vec::new(),
+            process_model: "single".into(),
+            start_timeout: Duration::from_secs(30),
+            tool_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SambaOptions {
+    /// Adds a `[global]` parameter to [`SambaOptions::smb_conf`].
+    pub fn smb_conf(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.smb_conf.push((name.into(), value.into()));
+        self
+    }
+    /// Sets [`SambaOptions::process_model`].
+    pub fn process_model(mut self, model: impl Into<String>) -> Self {
+        self.process_model = model.into();
+        self
+    }
+    /// Sets [`SambaOptions::start_timeout`].
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+    /// Sets [`SambaOptions::tool_timeout`].
+    pub fn tool_timeout(mut self, timeout: Duration) -> Self {
+        self.tool_timeout = timeout;
+        self
+    }
+
+    /// Starts a domain controller with these options.
+    pub fn start(self) -> Result<SambaDc, Error> {
+        SambaDc::try_start(self)
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let plain = |s: &str| !s.is_empty() && !s.contains(['\n', '\r', '[', '=']);
+        if let Some((name, value)) = self
+            .smb_conf
+            .iter()
+            .find(|(name, value)| !plain(name) || value.contains(['\n', '\r']))
+        {
+            return Err(Error::Options(format!(
+                "the smb.conf parameter {name:?} = {value:?} cannot be written on one line"
+            )));
+        }
+        if !plain(&self.process_model) {
+            return Err(Error::Options(format!(
+                "the process model {:?} is not a plain word",
+                self.process_model
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whom a helper's LDAP tool binds as (always a simple bind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account<'a> {
+    /// No bind: enough for the root DSE only.
+    Anonymous,
+    /// [`ADMIN_DN`] with [`ADMIN_PW`].
+    Administrator,
+    /// A user: `name` is a DN (it contains `=`), a user principal name (it contains `@`), or an
+    /// account name, which becomes `name@EXAMPLE.TEST`.
+    User {
+        /// The account.
+        name: &'a str,
+        /// Its password.
+        password: &'a str,
+    },
+}
+
+/// What a DirSync search returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSync {
+    /// The entries as `ldapsearch -LLL -o ldif-wrap=no` printed them, without its comments.
+    pub ldif: String,
+    /// The cookie of the response control, base64 as ldapsearch prints and takes it; give it to
+    /// the next [`SambaDc::dirsync`].
+    pub cookie: String,
+    /// The response's "more data" flag (Samba 4.17 never pages, so it is false).
+    pub more: bool,
+}
+
+impl DirSync {
+    /// The cookie's bytes (they start with `MSDS`).
+    pub fn cookie_bytes(&self) -> Vec<u8> {
+        base64_decode(&self.cookie).unwrap_or_default()
+    }
+}
+
+/// A running Samba AD domain controller in its own temporary directory, on its own loopback
+/// address; dropping it stops the server, removes the directory and frees the address.
+#[derive(Debug)]
+pub struct SambaDc {
+    options: SambaOptions,
+    dir: PathBuf,
+    server: Option<Child>,
+    address: Claim,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// A loopback address claimed by an exclusive lock on its lock file, kept open.
+#[derive(Debug)]
+struct Claim {
+    ip: Ipv4Addr,
+    _lock: File,
+}
+
+/// Whether Samba's domain controller and its provisioning tool are on this machine.
+pub fn available() -> bool {
+    sbin("samba").is_absolute() && Path::new("/usr/bin/samba-tool").exists()
+}
+
+/// The string form of an objectGUID's 16 bytes, as AD writes it (`<GUID=…>` in extended DNs):
+/// the first three fields little-endian, so the bytes `40 62 fe 7a 02 b6 …` read
+/// `7afe6240-b602-…`.
+pub fn guid_string(guid: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for i in [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15] {
+        if matches!(i, 5 | 7 | 8 | 10) {
+            s.push('-');
+        }
+        let _ = write!(s, "{:02x}", guid[i]);
+    }
+    s
+}
+
+/// The directory holding the provisioned template, provisioning it first if this process or an
+/// earlier one has not (see the module documentation). [`SambaDc::start`] calls it; call it
+/// yourself to pay (or time) the provisioning up front.
+pub fn template_dir() -> Result<PathBuf, Error> {
+    static TEMPLATE: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut template = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = template.as_ref() {
+        return Ok(dir.clone());
+    }
+    let dir = cached_template()?;
+    *template = Some(dir.clone());
+    Ok(dir)
+}
+
+impl SambaDc {
+    /// Default options, to change with the chainable setters and then [`SambaOptions::start`].
+    pub fn builder() -> SambaOptions {
+        SambaOptions::default()
+    }
+
+    /// Starts a domain controller with the default options.
+    pub fn start() -> Result<SambaDc, Error> {
+        SambaDc::try_start(SambaOptions::default())
+    }
+
+    /// Starts a domain controller with `options`: template, directory, address, certificates,
+    /// configuration, then samba itself.
+    pub fn try_start(options: SambaOptions) -> Result<SambaDc, Error> {
+        if !available() {
+            return Err(Error::Options(
+                "Samba's AD DC is not installed (Debian: apt-get install samba-ad-dc \
+                 samba-dsdb-modules samba-vfs-modules samba-ad-provision winbind ldb-tools)"
+                    .into(),
+            ));
+        }
+        options.check()?;
+        let template = template_dir()?;
+        let temp = tempfile::Builder::new()
+            .prefix("syncrepl-samba-")
+            .tempdir()
+            .map_err(|e| Error::io("make a temporary directory", e))?;
+        let dir = temp.path().to_path_buf();
+        let temp = if std::env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+            eprintln!("syncrepl-testkit: keeping {}", dir.display());
+            let _ = temp.keep();
+            None
+        } else {
+            Some(temp)
+        };
+        copy_tree(&template, &dir)?;
+        for sub in ["tls", "run", "log"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path)
+                .map_err(|e| Error::io(format!("make {}", path.display()), e))?;
+        }
+        let mut tried = Vec::new();
+        loop {
+            let address = claim_address(&tried)?;
+            tried.push(address.ip);
+            let mut dc = SambaDc {
+                options: options.clone(),
+                dir: dir.clone(),
+                server: None,
+                address,
+                _temp: None,
+            };
+            dc.write_tls()?;
+            dc.write_conf()?;
+            match dc.launch() {
+                Ok(()) => {
+                    dc._temp = temp;
+                    return Ok(dc);
+                }
+                // Someone outside these locks took the address between the check and the bind.
+                Err(Error::Start {
+                    port_in_use: true, ..
+                }) if tried.len() < 5 => {}
+                Err(e) => {
+                    dc._temp = temp;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Makes the CA and the server certificate for this instance's address.
+    fn write_tls(&self) -> Result<(), Error> {
+        let ip = self.address.ip.to_string();
+        let made = (|| -> Result<[String; 3], rcgen::Error> {
+            let mut params = CertificateParams::new(Vec::new())?;
+            params.distinguished_name = name("syncrepl Samba test CA");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            let ca_key = KeyPair::generate()?;
+            let ca_pem = params.self_signed(&ca_key)?.pem();
+            let issuer = Issuer::new(params, ca_key);
+            let mut params = CertificateParams::new(vec![ip.clone(), "localhost".to_owned()])?;
+            params.distinguished_name = name(&ip);
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.use_authority_key_identifier_extension = true;
+            let key = KeyPair::generate()?;
+            let cert = params.signed_by(&key, &issuer)?;
+            Ok([ca_pem, cert.pem(), key.serialize_pem()])
+        })()
+        .map_err(|e| Error::Certificate(e.to_string()))?;
+        let [ca, cert, key] = made;
+        for (path, pem) in [
+            (self.ca_file(), ca),
+            (self.dir.join("tls/server.pem"), cert),
+            (self.dir.join("tls/server.key"), key),
+        ] {
+            std::fs::write(&path, pem)
+                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        }
+        // Samba refuses a key file that others may read.
+        let key = self.dir.join("tls/server.key");
+        rustix::fs::chmod(&key, rustix::fs::Mode::from_raw_mode(0o600))
+            .map_err(|e| Error::io(format!("chmod {}", key.display()), e.into()))
+    }
+
+    /// Writes `etc/smb.conf` for this instance's directory and address.
+    fn write_conf(&self) -> Result<(), Error> {
+        let path = self.smb_conf();
+        std::fs::write(&path, smb_conf(&self.dir, self.address.ip, &self.options))
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))
+    }
+
+    /// Starts `samba` in the foreground as our child and waits until ldaps answers.
+    fn launch(&mut self) -> Result<(), Error> {
+        let log_path = self.dir.join(LOG);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io(format!("open {}", log_path.display()), e))?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let log2 = log
+            .try_clone()
+            .map_err(|e| Error::io("duplicate the log file", e))?;
+        // A killed samba leaves its PID file behind; the next one need not see it.
+        let _ = std::fs::remove_file(self.dir.join("run/samba.pid"));
+        let server = Command::new(sbin("samba"))
+            .args(["-i", "-M", &self.options.process_model, "-s"])
+            .arg(self.smb_conf())
+            .current_dir(&self.dir)
+            // With -i samba exits when its standard input ends: the pipe, kept open in the
+            // `Child`, closes when this process ends, however it ends, so no server outlives
+            // its test.
+            .stdin(Stdio::piped())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| Error::io("start samba", e))?;
+        self.server = Some(server);
+        let started = Instant::now();
+        let ldaps = SocketAddr::from((self.address.ip, 636));
+        let mut last = String::new();
+        loop {
+            let exited = match self.server.as_mut().map(Child::try_wait) {
+                Some(Ok(status)) => status,
+                Some(Err(e)) => return Err(Error::io("wait for samba", e)),
+                None => None,
+            };
+            if let Some(status) = exited {
+                self.server = None;
+                let log = self.log_since(log_start);
+                return Err(Error::Start {
+                    reason: format!("samba exited ({status})"),
+                    port_in_use: log.contains("ADDRESS_ALREADY_ASSOCIATED")
+                        || log.contains("ADDRESS_IN_USE"),
+                    log,
+                });
+            }
+            if TcpStream::connect_timeout(&ldaps, Duration::from_millis(200)).is_ok() {
+                let mut probe =
+                    self.ldap_command("ldapsearch", Transport::Ldaps, Account::Anonymous);
+                probe.args(["-LLL", "-b", "", "-s", "base", "(objectClass=*)", "1.1"]);
+                let out = tools::run(probe, None, Duration::from_secs(5))?;
+                if out.success() {
+                    return Ok(());
+                }
+                last = out.stderr;
+            }
+            if started.elapsed() >= self.options.start_timeout {
+                let pid = self.pid();
+                crate::process::terminate(self.server.take(), Duration::from_secs(10));
+                return Err(Error::Start {
+                    reason: format!(
+                        "samba (PID {pid:?}) did not answer over ldaps within {:?}; the last \
+                         ldapsearch said: {}",
+                        self.options.start_timeout,
+                        last.trim()
+                    ),
+                    log: self.log_since(log_start),
+                    port_in_use: false,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_since(&self, start: u64) -> String {
+        let text = std::fs::read(self.dir.join(LOG)).unwrap_or_default();
+        let from = usize::try_from(start).unwrap_or(0).min(text.len());
+        let text = String::from_utf8_lossy(&text[from..]).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Stops the server (our child) with SIGTERM and waits up to 10 s for it to exit (SIGKILL
+    /// then). The data stays; [`SambaDc::start_again`] starts it again.
+    pub fn stop(&mut self) {
+        crate::process::terminate(self.server.take(), Duration::from_secs(10));
+    }
+
+    /// Starts the server again after [`SambaDc::stop`] (or after it died), on the same address
+    /// with the same data, and waits until it answers. Does nothing while it runs.
+    pub fn start_again(&mut self) -> Result<(), Error> {
+        if let Some(server) = self.server.as_mut() {
+            if matches!(server.try_wait(), Ok(None)) {
+                return Ok(());
+            }
+            self.stop();
+        }
+        self.launch()
+    }
+
+    /// [`SambaDc::stop`], then [`SambaDc::start_again`].
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.stop();
+        self.launch()
+    }
+
+    /// The server's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
+    /// The loopback address it listens on, `127.0.0.N`.
+    pub fn address(&self) -> Ipv4Addr {
+        self.address.ip
+    }
+
+    /// [`SambaDc::address`] as a string, the host part of its URLs.
+    pub fn host(&self) -> String {
+        self.address.ip.to_string()
+    }
+
+    /// `ldaps://127.0.0.N` (port 636), verifiable with [`SambaDc::ca_file`].
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://{}", self.address.ip)
+    }
+
+    /// `ldap://127.0.0.N` (port 389): StartTLS works there; simple binds need it.
+    pub fn ldap_url(&self) -> String {
+        format!("ldap://{}", self.address.ip)
+    }
+
+    /// The domain's naming context, [`BASE_DN`].
+    pub fn base_dn(&self) -> &'static str {
+        BASE_DN
+    }
+
+    /// The Administrator's DN, [`ADMIN_DN`].
+    pub fn admin_dn(&self) -> &'static str {
+        ADMIN_DN
+    }
+
+    /// The Administrator's password, [`ADMIN_PW`].
+    pub fn admin_password(&self) -> &'static str {
+        ADMIN_PW
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate; clients verify with it.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
+    /// The instance's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The instance's `smb.conf`, for Samba's own tools (`-s`).
+    pub fn smb_conf(&self) -> PathBuf {
+        self.dir.join("etc/smb.conf")
+    }
+
+    /// The end of what samba wrote (its log, as `-i` sends it to standard output), for failure
+    /// messages.
+    pub fn log(&self) -> String {
+        tail(&self.dir.join(LOG), 8000)
+    }
+
+    /// A command for an OpenLDAP client tool against this server over `transport`
+    /// (`Ldaps`, `StartTls`, or `Ldap` in cleartext), bound as `account`; add arguments and run
+    /// it as you like, e.g. a change notification search that streams:
+    ///
+    /// ```no_run
+    /// # use syncrepl_testkit::samba::{Account, SambaDc};
+    /// # use syncrepl_testkit::Transport;
+    /// let dc = SambaDc::start().expect("samba");
+    /// let mut cmd = dc.ldap_command("ldapsearch", Transport::Ldaps, Account::Administrator);
+    /// cmd.args(["-LLL", "-E", "!1.2.840.113556.1.4.528", "-b", dc.base_dn()]);
+    /// cmd.args(["(objectClass=*)", "description"]);
+    /// ```
+    ///
+    /// (ldapsearch buffers its output into a pipe: run it under `stdbuf -oL`.) The tool reads
+    /// no `ldap.conf` or `.ldaprc` and none of the caller's `LDAP*` variables; its TLS settings
+    /// are [`SambaDc::ca_file`] with `LDAPTLS_REQCERT=demand`. (`LDAPNOINIT=1` would not do: it
+    /// turns off the `LDAPTLS_*` variables too.)
+    ///
+    /// # Panics
+    /// For [`Transport::Ldapi`], which Samba does not offer.
+    pub fn ldap_command(&self, tool: &str, transport: Transport, account: Account<'_>) -> Command {
+        let mut cmd = Command::new(tool);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LDAP") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("LDAPCONF", self.dir.join("no-ldap.conf"))
+            .env("LDAPRC", self.dir.join("no-ldaprc"))
+            .env("LDAPTLS_CACERT", self.ca_file())
+            .env("LDAPTLS_REQCERT", "demand");
+        match transport {
+            Transport::Ldaps => cmd.args(["-H", &self.ldaps_url()]),
+            Transport::StartTls => cmd.args(["-H", &self.ldap_url(), "-ZZ"]),
+            Transport::Ldap => cmd.args(["-H", &self.ldap_url()]),
+            Transport::Ldapi => panic!("Samba does not listen on ldapi"),
+        };
+        cmd.arg("-x");
+        match account {
+            Account::Anonymous => {}
+            Account::Administrator => {
+                cmd.args(["-D", ADMIN_DN, "-w", ADMIN_PW]);
+            }
+            Account::User { name, password } => {
+                cmd.args(["-D", &bind_name(name), "-w", password]);
+            }
+        }
+        cmd
+    }
+
+    /// Runs [`SambaDc::ldap_command`] with `args` and `input` on its standard input. Returns how
+    /// it ended, success or not; only a tool that could not run or did not finish within
+    /// [`SambaOptions::tool_timeout`] (it is then killed) is an error.
+    pub fn ldap_tool(
+        &self,
+        tool: &str,
+        transport: Transport,
+        account: Account<'_>,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> Result<Output, Error> {
+        let mut cmd = self.ldap_command(tool, transport, account);
+        cmd.args(args);
+        tools::run(cmd, input.map(str::as_bytes), self.options.tool_timeout)
+    }
+
+    /// Applies LDIF change records (`changetype:` required) as the Administrator over ldaps with
+    /// `ldapmodify`, stopping at the first error, which it returns with ldapmodify's stderr.
+    pub fn modify(&self, ldif: &str) -> Result<(), Error> {
+        self.ldap_tool(
+            "ldapmodify",
+            Transport::Ldaps,
+            Account::Administrator,
+            &[],
+            Some(ldif),
+        )?
+        .checked("ldapmodify", &[])
+        .map(drop)
+    }
+
+    /// Deletes the leaf entry `dn` as the Administrator.
+    pub fn delete(&self, dn: &str) -> Result<(), Error> {
+        self.modify(&format!("dn: {dn}\nchangetype: delete\n"))
+    }
+
+    /// Adds the organizational unit `OU=name` under the naming context; returns its DN.
+    pub fn add_ou(&self, name: &str) -> Result<String, Error> {
+        let dn = format!("OU={name},{BASE_DN}");
+        self.modify(&format!(
+            "dn: {dn}\nchangetype: add\nobjectClass: organizationalUnit\nou: {name}\n"
+        ))?;
+        Ok(dn)
+    }
+
+    /// Creates an enabled user `CN=name,CN=Users,…` that can bind as `name@EXAMPLE.TEST`
+    /// with `password` (AD's complexity rules apply); returns its DN. See
+    /// [`SambaDc::create_user_in`].
+    pub fn create_user(&self, name: &str, password: &str) -> Result<String, Error> {
+        self.create_user_in(USERS_DN, name, password)
+    }
+
+    /// Creates an enabled user `CN=name` under `parent` with an LDAP add as the Administrator:
+    /// `sAMAccountName` and `userPrincipalName` `name@EXAMPLE.TEST`, `unicodePwd` (the password
+    /// in double quotes, UTF-16LE) and `userAccountControl: 512` (without both, AD makes the
+    /// account disabled, 546). About 10 ms, where `samba-tool user create` takes 0.2 s. Returns
+    /// its DN.
+    pub fn create_user_in(
+        &self,
+        parent: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<String, Error> {
+        let dn = format!("CN={name},{parent}");
+        let mut quoted = Vec::with_capacity(2 * password.len() + 4);
+        for unit in format!("\"{password}\"").encode_utf16() {
+            quoted.extend_from_slice(&unit.to_le_bytes());
+        }
+        self.modify(&format!(
+            "dn: {dn}\nchangetype: add\nobjectClass: user\nsAMAccountName: {name}\n\
+             userPrincipalName: {name}@{REALM}\nunicodePwd:: {}\nuserAccountControl: 512\n",
+            base64_encode(&quoted)
+        ))?;
+        Ok(dn)
+    }
+
+    /// Runs `samba-tool ARGS` against this server over ldaps (`-s` its smb.conf, `-H` its ldaps
+    /// URL, a simple bind as the Administrator), e.g. `["user", "create", "bob", "Bob-pw-1!"]`;
+    /// fails with its output unless it exits with 0.
+    pub fn samba_tool(&self, args: &[&str]) -> Result<Output, Error> {
+        let mut cmd = Command::new("samba-tool");
+        let conf = format!("--configfile={}", self.smb_conf().display());
+        let url = format!("--URL={}", self.ldaps_url());
+        let dn = format!("--simple-bind-dn={ADMIN_DN}");
+        let pw = format!("--password={ADMIN_PW}");
+        cmd.args(args).args([&conf, &url, &dn, &pw]);
+        let out = tools::run(cmd, None, self.options.tool_timeout)?;
+        if out.success() {
+            return Ok(out);
+        }
+        Err(Error::Tool {
+            tool: format!("samba-tool {}", args.join(" ")),
+            code: out.code,
+            stderr: format!("{}{}", out.stdout, out.stderr),
+        })
+    }
+
+    /// `ldapsearch -LLL -o ldif-wrap=no` as the Administrator over ldaps: the LDIF it prints,
+    /// without the search result references that it prints as comments (searches below the
+    /// naming context's root get one, `# refldaps://example.test/CN=Configuration,…`, for the
+    /// configuration partition).
+    pub fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<String, Error> {
+        self.search_as(Account::Administrator, base, scope, filter, attrs)
+    }
+
+    /// [`SambaDc::search`] bound as `account`.
+    pub fn search_as(
+        &self,
+        account: Account<'_>,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<String, Error> {
+        let args = tools::ldapsearch_args(base, scope_arg(scope), filter, attrs);
+        self.ldap_tool("ldapsearch", Transport::Ldaps, account, &args, None)?
+            .checked("ldapsearch", &args)
+            .map(|out| without_references(&out.stdout))
+    }
+
+    /// The objectGUID (16 bytes) of the entry `dn`; search `<GUID=…>` with [`guid_string`] to
+    /// find it again after a rename.
+    pub fn object_guid(&self, dn: &str) -> Result<[u8; 16], Error> {
+        let ldif = self.search(dn, Scope::Base, "(objectClass=*)", &["objectGUID"])?;
+        ldif.lines()
+            .find_map(|l| l.strip_prefix("objectGUID:: "))
+            .and_then(base64_decode)
+            .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+            .ok_or_else(|| Error::Tool {
+                tool: format!("ldapsearch -b {dn} objectGUID"),
+                code: Some(0),
+                stderr: format!("no objectGUID in:\n{ldif}"),
+            })
+    }
+
+    /// A DirSync search (`ldapsearch -E '!dirSync=FLAGS/0/COOKIE'`, critical) of the naming
+    /// context as `account`, from `cookie` (base64, from an earlier one) or from the start. Flags:
+    /// 0x1 object security (what a user without replication rights must send; it never sees
+    /// deletes), 0x800 ancestors first, 0x2000 public data only, 0x80000000 incremental values.
+    pub fn dirsync(
+        &self,
+        account: Account<'_>,
+        flags: u32,
+        cookie: Option<&str>,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<DirSync, Error> {
+        let control = match cookie {
+            Some(cookie) => format!("!dirSync={flags}/0/{cookie}"),
+            None => format!("!dirSync={flags}/0"),
+        };
+        let mut args = vec!["-LLL", "-o", "ldif-wrap=no", "-E", &control];
+        args.extend(["-b", BASE_DN, "-s", "sub", filter]);
+        args.extend_from_slice(attrs);
+        let out = self
+            .ldap_tool("ldapsearch", Transport::Ldaps, account, &args, None)?
+            .checked("ldapsearch", &args)?;
+        parse_dirsync(&out.stdout).ok_or_else(|| Error::Tool {
+            tool: format!("ldapsearch {}", args.join(" ")),
+            code: Some(0),
+            stderr: format!("no DirSync response control in:\n{}", out.stdout),
+        })
+    }
+}
+
+impl Drop for SambaDc {
+    fn drop(&mut self) {
+        self.stop();
+        // The directory goes with `_temp` and the address with `address`, dropped after this.
+    }
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "syncrepl tests");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn bind_name(name: &str) -> String {
+    if name.contains(['=', '@']) {
+        name.to_owned()
+    } else {
+        format!("{name}@{REALM}")
+    }
+}
+
+fn scope_arg(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Base => "base",
+        Scope::One => "one",
+        Scope::Sub => "sub",
+        Scope::Children => "children",
+    }
+}
+
+/// The instance's `smb.conf`: the provisioned settings with every path inside `dir`, the LDAP
+/// service only, on `ip` only, with the instance's certificates.
+fn smb_conf(dir: &Path, ip: Ipv4Addr, options: &SambaOptions) -> String {
+    let d = dir.display();
+    let mut conf = format!(
+        "[global]\n\
+         \tnetbios name = {NETBIOS_NAME}\n\
+         \tworkgroup = {DOMAIN}\n\
+         \trealm = {REALM}\n\
+         \tserver role = active directory domain controller\n\
+         \tserver services = ldap\n\
+         \tidmap_ldb:use rfc2307 = yes\n\
+         \tinterfaces = {ip}/8\n\
+         \tbind interfaces only = yes\n\
+         \tprivate dir = {d}/private\n\
+         \tstate directory = {d}/state\n\
+         \tcache directory = {d}/cache\n\
+         \tlock directory = {d}\n\
+         \tpid directory = {d}/run\n\
+         \tbinddns dir = {d}/bind-dns\n\
+         \tncalrpc dir = {d}/run/ncalrpc\n\
+         \twinbindd socket directory = {d}/run/winbindd\n\
+         \tntp signd socket directory = {d}/run/ntp_signd\n\
+         \tlog file = {d}/log/samba.log\n\
+         \ttls enabled = yes\n\
+         \ttls keyfile = {d}/tls/server.key\n\
+         \ttls certfile = {d}/tls/server.pem\n\
+         \ttls cafile = {d}/tls/ca.pem\n\
+         \ttls verify peer = ca_only\n"
+    );
+    for (name, value) in &options.smb_conf {
+        let _ = writeln!(conf, "\t{name} = {value}");
+    }
+    conf
+}
+
+/// `ldapsearch -LLL` output without the records that are only comments (references).
+fn without_references(ldif: &str) -> String {
+    let mut out = String::with_capacity(ldif.len());
+    for record in ldif.split_inclusive("\n\n") {
+        if record.lines().any(|l| !l.is_empty() && !l.starts_with('#')) {
+            out.push_str(record);
+        }
+    }
+    out
+}
+
+/// The entries and the response control of `ldapsearch -LLL` with a DirSync control, which it
+/// prints as a record of comments after the entries.
+fn parse_dirsync(stdout: &str) -> Option<DirSync> {
+    let (mut cookie, mut more) = (None, false);
+    for line in stdout.lines() {
+        if let Some(flag) = line.strip_prefix("# DirSync control continueFlag=") {
+            more = flag.trim() != "0";
+        } else if let Some(b64) = line.strip_prefix("# cookie:: ") {
+            cookie = Some(b64.trim().to_owned());
+        } else if let Some(text) = line.strip_prefix("# cookie: ") {
+            cookie = Some(base64_encode(text.as_bytes()));
+        }
+    }
+    Some(DirSync {
+        ldif: without_references(stdout),
+        cookie: cookie?,
+        more,
+    })
+}
+
+/// Claims a free loopback address: its lock file locked, its LDAP ports free now.
+fn claim_address(avoid: &[Ipv4Addr]) -> Result<Claim, Error> {
+    let count = u32::from(HOSTS.end() - HOSTS.start()) + 1;
+    // Start somewhere different in each process, so that concurrent ones rarely meet.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let first = std::process::id().wrapping_mul(31).wrapping_add(nanos) % count;
+    for i in 0..count {
+        let offset = u8::try_from((first + i) % count).unwrap_or(0);
+        let ip = Ipv4Addr::new(127, 0, 0, HOSTS.start() + offset);
+        if avoid.contains(&ip) {
+            continue;
+        }
+        let path = PathBuf::from(format!("/tmp/syncrepl-testkit-samba-{ip}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .or_else(|_| File::open(&path));
+        let Ok(file) = file else {
+            continue;
+        };
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        let in_use = PORTS.iter().any(|&port| {
+            matches!(TcpListener::bind((ip, port)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        });
+        if !in_use {
+            return Ok(Claim { ip, _lock: file });
+        }
+    }
+    Err(Error::Options(format!(
+        "no free loopback address 127.0.0.{}-{} for Samba (all locked or in use)",
+        HOSTS.start(),
+        HOSTS.end()
+    )))
+}
+
+/// Where the template is cached: [`CACHE_ENV`], else `syncrepl-testkit` in the cargo target
+/// directory holding the running executable (the ancestor with cargo's `CACHEDIR.TAG`), else in
+/// the system's temporary directory.
+fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+            .map(Path::to_path_buf)
+    });
+    target
+        .unwrap_or_else(std::env::temp_dir)
+        .join("syncrepl-testkit")
+}
+
+/// Samba's version (`samba -V`: `Version 4.17.12-Debian`) as a file name part.
+fn samba_version() -> Result<String, Error> {
+    let mut cmd = Command::new(sbin("samba"));
+    cmd.arg("-V");
+    let out = tools::run(cmd, None, Duration::from_secs(30))?.checked("samba", &["-V"])?;
+    let version: String = out
+        .stdout
+        .trim()
+        .trim_start_matches("Version ")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if version.is_empty() {
+        return Err(Error::Tool {
+            tool: "samba -V".into(),
+            code: out.code,
+            stderr: "no version printed".into(),
+        });
+    }
+    Ok(version)
+}
+
+/// The cached template, provisioned first (under the cache's lock file) if missing.
+fn cached_template() -> Result<PathBuf, Error> {
+    let root = cache_root();
+    std::fs::create_dir_all(&root).map_err(|e| Error::io(format!("make {}", root.display()), e))?;
+    let template = root.join(format!(
+        "samba-template-{}-f{TEMPLATE_FORMAT}",
+        samba_version()?
+    ));
+    let ready = |dir: &Path| dir.join("TEMPLATE-READY").is_file();
+    if ready(&template) {
+        return Ok(template);
+    }
+    let lock_path = root.join("samba-template.lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
+    let deadline = Instant::now() + PROVISION_TIMEOUT + Duration::from_secs(60);
+    while let Err(e) =
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+    {
+        if Instant::now() >= deadline {
+            return Err(Error::io(
+                format!(
+                    "lock {} (another process provisioning?)",
+                    lock_path.display()
+                ),
+                e.into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if ready(&template) {
+        return Ok(template);
+    }
+    let building = root.join(format!(
+        "{}.building",
+        template.file_name().map_or_else(
+            || "samba-template".into(),
+            |n| n.to_string_lossy().into_owned()
+        )
+    ));
+    for stale in [&building, &template] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
+        }
+    }
+    provision(&building)?;
+    std::fs::rename(&building, &template).map_err(|e| {
+        Error::io(
+            format!("rename {} to {}", building.display(), template.display()),
+            e,
+        )
+    })?;
+    // The lock goes with `lock`.
+    Ok(template)
+}
+
+/// Provisions the domain into `dir` (which must not exist) and turns off password ageing.
+fn provision(dir: &Path) -> Result<(), Error> {
+    let d = dir.display();
+    let mut cmd = Command::new("samba-tool");
+    cmd.args(["domain", "provision", "--configfile=/dev/null"])
+        .arg(format!("--targetdir={d}"))
+        .args([
+            &format!("--realm={REALM}"),
+            &format!("--domain={DOMAIN}"),
+            &format!("--host-name={NETBIOS_NAME}"),
+            "--server-role=dc",
+            "--dns-backend=NONE",
+            &format!("--adminpass={ADMIN_PW}"),
+            "--use-rfc2307",
+            "--option=interfaces=127.0.0.1/8",
+            "--option=bind interfaces only=yes",
+            "--option=server services=ldap",
+            &format!("--option=pid directory={d}/run"),
+            &format!("--option=log file={d}/log/samba.log"),
+        ]);
+    let out = tools::run(cmd, None, PROVISION_TIMEOUT)?;
+    if !out.success() {
+        return Err(Error::Tool {
+            tool: format!("samba-tool domain provision --targetdir={d}"),
+            code: out.code,
+            stderr: format!("{}{}", out.stdout, out.stderr),
+        });
+    }
+    let mut cmd = Command::new("ldbmodify");
+    cmd.arg("-H").arg(dir.join("private/sam.ldb"));
+    let ldif = format!(
+        "dn: {BASE_DN}\nchangetype: modify\nreplace: maxPwdAge\nmaxPwdAge: 0\n-\n\
+         replace: minPwdAge\nminPwdAge: 0\n-\n"
+    );
+    tools::run(cmd, Some(ldif.as_bytes()), PROVISION_TIMEOUT)?.checked("ldbmodify", &["-H"])?;
+    let marker = dir.join("TEMPLATE-READY");
+    std::fs::write(&marker, format!("{REALM} {ADMIN_DN}\n"))
+        .map_err(|e| Error::io(format!("write {}", marker.display()), e))
+}
+
+/// Copies the directory tree `from` into `to` (which may exist), files with their permissions.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io(format!("make {}", to.display()), e))?;
+    let entries =
+        std::fs::read_dir(from).map_err(|e| Error::io(format!("list {}", from.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("list {}", from.display()), e))?;
+        let (path, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        if kind.is_dir() {
+            copy_tree(&path, &target)?;
+            let mode = std::fs::metadata(&path)
+                .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+                .permissions();
+            std::fs::set_permissions(&target, mode)
+                .map_err(|e| Error::io(format!("chmod {}", target.display()), e))?;
+        } else if kind.is_symlink() {
+            let link = std::fs::read_link(&path)
+                .map_err(|e| Error::io(format!("read link {}", path.display()), e))?;
+            std::os::unix::fs::symlink(&link, &target)
+                .map_err(|e| Error::io(format!("link {}", target.display()), e))?;
+        } else if kind.is_file() {
+            std::fs::copy(&path, &target)
+                .map_err(|e| Error::io(format!("copy {}", path.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim().trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = BASE64.iter().position(|&b| b == c)?;
+        acc = ((acc << 6) | u32::try_from(v).ok()?) & 0xffff;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guids_print_in_microsoft_order() {
+        let guid = [
+            0x40, 0x62, 0xfe, 0x7a, 0x02, 0xb6, 0x8e, 0x43, 0xb3, 0x50, 0x8a, 0x12, 0x91, 0x9b,
+            0x06, 0x99,
+        ];
+        assert_eq!(guid_string(&guid), "7afe6240-b602-438e-b350-8a12919b0699");
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for text in ["", "M", "MS", "MSD", "MSDS", "MSDS\u{3}\0\0"] {
+            let encoded = base64_encode(text.as_bytes());
+            assert_eq!(encoded.len() % 4, 0);
+            assert_eq!(
+                base64_decode(&encoded).as_deref(),
+                Some(text.as_bytes()),
+                "{encoded}"
+            );
+        }
+        assert_eq!(base64_encode(b"MSDS"), "TVNEUw==");
+        assert_eq!(base64_decode("not base64!"), None);
+    }
+
+    #[test]
+    fn references_are_left_out() {
+        let out = "dn: OU=a,DC=example,DC=test\n\n# refldaps://example.test/CN=Configuration,\
+                   DC=example,DC=test??base\n\ndn: OU=b,DC=example,DC=test\nou: b\n\n";
+        assert_eq!(
+            without_references(out),
+            "dn: OU=a,DC=example,DC=test\n\ndn: OU=b,DC=example,DC=test\nou: b\n\n"
+        );
+        assert_eq!(without_references(""), "");
+    }
+
+    #[test]
+    fn dirsync_output_is_parsed() {
+        let out = "dn: OU=t1,DC=example,DC=test\nname: t1\n\n# DirSync control continueFlag=0\n\
+                   # cookie:: TVNEUw==\n\n";
+        let parsed = parse_dirsync(out).expect("a control");
+        assert_eq!(parsed.ldif, "dn: OU=t1,DC=example,DC=test\nname: t1\n\n");
+        assert_eq!(parsed.cookie_bytes(), b"MSDS");
+        assert!(!parsed.more);
+        assert_eq!(parse_dirsync("dn: x\n\n"), None);
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(SambaOptions::default().check().is_ok());
+        let bad = SambaOptions::default().smb_conf("a\nb", "c");
+        assert!(bad.check().is_err());
+        let bad = SambaOptions::default().smb_conf("log level", "1\n[x]");
+        assert!(bad.check().is_err());
+        let conf = smb_conf(
+            Path::new("/d"),
+            Ipv4Addr::new(127, 0, 0, 9),
+            &SambaOptions::default().smb_conf("log level", "3"),
+        );
+        assert!(conf.contains("\tinterfaces = 127.0.0.9/8\n"), "{conf}");
+        assert!(conf.ends_with("\tlog level = 3\n"), "{conf}");
+        assert_eq!(bind_name("bob"), "bob@EXAMPLE.TEST");
+        assert_eq!(bind_name(ADMIN_DN), ADMIN_DN);
+    }
+}
