@@ -153,6 +153,53 @@ pub(crate) fn first_rdn(dn: &str) -> Option<(String, String)> {
     }
 }
 
+/// `dn` moved along with `old`, which is now `new`: `new` if `dn` names `old`, the same RDNs above
+/// `new` if `dn` is below `old`, `None` otherwise. This is how Active Directory's DN-valued
+/// attributes and the DNs of an object's descendants follow a rename or move of the object.
+pub(crate) fn rebase(dn: &str, old: &NormalizedDn, old_depth: usize, new: &str) -> Option<String> {
+    let commas = unescaped_commas(dn);
+    if commas.len() + 1 < old_depth {
+        return None;
+    }
+    let cut = commas.len() + 1 - old_depth;
+    let (head, tail) = match cut {
+        0 => ("", dn),
+        n => (&dn[..commas[n - 1]], &dn[commas[n - 1] + 1..]),
+    };
+    if NormalizedDn::new(tail) != *old {
+        return None;
+    }
+    Some(if head.is_empty() {
+        new.to_owned()
+    } else {
+        format!("{head},{new}")
+    })
+}
+
+/// The number of RDNs of `dn`.
+pub(crate) fn depth(dn: &str) -> usize {
+    if dn.trim().is_empty() {
+        0
+    } else {
+        unescaped_commas(dn).len() + 1
+    }
+}
+
+/// Byte offsets of the commas of `dn` that separate RDNs (not escaped with `\`).
+fn unescaped_commas(dn: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut escaped = false;
+    for (i, b) in dn.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b',' => out.push(i),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Whether `dn` is within `scope` of `base` (RFC 4511 §4.5.1.2), comparing the LDAP way.
 pub(crate) fn in_scope(dn: &str, base: &str, scope: syncrepl_proto::Scope) -> bool {
     let (Some(dn), Some(base)) = (parse(dn), parse(base)) else {
@@ -410,6 +457,22 @@ mod tests {
         assert_eq!(hash(&long), hash(&long.to_uppercase()));
         assert!(same_dn("CN=A, dc=x", "cn=a,dc=x"));
         assert!(!same_dn("cn=a,dc=x", "cn=b,dc=x"));
+    }
+
+    #[test]
+    fn rebasing_follows_a_rename() {
+        let old = NormalizedDn::new("OU=Old,DC=x");
+        let rebase = |dn| rebase(dn, &old, 2, "OU=New,DC=x");
+        assert_eq!(rebase("ou=old, dc=X").as_deref(), Some("OU=New,DC=x"));
+        assert_eq!(
+            rebase(r"CN=a\,b,OU=Old,DC=x").as_deref(),
+            Some(r"CN=a\,b,OU=New,DC=x")
+        );
+        assert_eq!(rebase("CN=a,OU=Older,DC=x"), None);
+        assert_eq!(rebase("DC=x"), None);
+        assert_eq!(rebase("not a dn"), None);
+        assert_eq!(depth(r"CN=a\,b,OU=Old,DC=x"), 3);
+        assert_eq!(depth(""), 0);
     }
 
     #[test]

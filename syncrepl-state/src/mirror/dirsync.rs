@@ -11,7 +11,7 @@
 use syncrepl_proto::{AttributeList, DirSyncEntry, SearchFilter};
 
 use super::Mirror;
-use crate::dn::{first_rdn, in_scope};
+use crate::dn::{depth, first_rdn, in_scope, rebase, same_dn, NormalizedDn};
 use crate::error::Error;
 use crate::filter::matches;
 
@@ -137,8 +137,18 @@ impl Mirror {
         let uuid = entry.object_guid;
         if is_tombstone(&entry.attributes) {
             self.note(|r| r.saw_delete = true);
-            return self.delete(uuid);
+            let Some(dn) = self.entries.by_uuid.get(&uuid).map(|s| s.entry.dn.clone()) else {
+                return Ok(());
+            };
+            self.delete(uuid)?;
+            return self.follow(&dn, None);
         }
+        let old_dn = self
+            .entries
+            .by_uuid
+            .get(&uuid)
+            .map(|s| s.entry.dn.clone())
+            .filter(|old| !same_dn(old, &entry.dn));
         let full = self.refresh.is_some_and(|r| r.full);
         let known = if full {
             None
@@ -178,10 +188,83 @@ impl Mirror {
             }
             return Ok(());
         }
+        let new_dn = entry.dn.clone();
         if !in_base || self.ad_filter().is_some_and(|f| !matches(f, &attributes)) {
-            return self.delete(uuid);
+            self.delete(uuid)?;
+        } else {
+            self.upsert(uuid, entry.dn, attributes)?;
         }
-        self.upsert(uuid, entry.dn, attributes)
+        match old_dn {
+            Some(old) => self.follow(&old, Some(&new_dn)),
+            None => Ok(()),
+        }
+    }
+
+    /// What AD does to other objects when one is renamed, moved or deleted, without a DirSync
+    /// report of them: its descendants' DNs change with it, and the DN-valued attributes that
+    /// link to it (member, manager, …) show its new DN, or lose the value once it is deleted
+    /// (`new` is `None`). The mirror does the same to the entries it holds, so that they stay
+    /// what a search returns; an entry that leaves the base this way is deleted.
+    fn follow(&mut self, old: &str, new: Option<&str>) -> Result<(), Error> {
+        let old_norm = NormalizedDn::new(old);
+        let old_depth = depth(old);
+        let hint = first_rdn(old).map(|(_, v)| v.to_ascii_lowercase());
+        let may_name = |value: &[u8]| match (&hint, std::str::from_utf8(value)) {
+            (Some(h), Ok(v)) => v.contains('=') && v.to_ascii_lowercase().contains(h.as_str()),
+            (None, Ok(v)) => v.contains('='),
+            (_, Err(_)) => false,
+        };
+        let mut updates = Vec::new();
+        for (uuid, slot) in &self.entries.by_uuid {
+            let entry = &slot.entry;
+            let moved = new.and_then(|new| rebase(&entry.dn, &old_norm, old_depth, new));
+            let linked = entry
+                .attributes
+                .iter()
+                .any(|a| a.values.clone().any(&may_name));
+            if moved.is_none() && !linked {
+                continue;
+            }
+            let mut changed = moved.is_some();
+            let mut merged: Merged = Vec::new();
+            for attribute in entry.attributes.iter() {
+                let mut values = Vec::new();
+                for value in attribute.values {
+                    let rebased = may_name(value)
+                        .then(|| std::str::from_utf8(value).ok())
+                        .flatten()
+                        .and_then(|v| rebase(v, &old_norm, old_depth, new.unwrap_or("")));
+                    match (rebased, new) {
+                        (Some(_), None) => changed = true,
+                        (Some(v), Some(_)) => {
+                            changed = true;
+                            values.push(v.into_bytes());
+                        }
+                        (None, _) => values.push(value.to_vec()),
+                    }
+                }
+                if !values.is_empty() {
+                    merged.push((attribute.name.to_owned(), values));
+                }
+            }
+            if changed {
+                let dn = moved.unwrap_or_else(|| entry.dn.clone());
+                updates.push((*uuid, dn, merged));
+            }
+        }
+        for (uuid, dn, merged) in updates {
+            let attributes = AttributeList::build(
+                merged
+                    .iter()
+                    .map(|(n, vs)| (n.as_str(), vs.iter().map(Vec::as_slice))),
+            );
+            if in_scope(&dn, &self.spec.base, self.spec.scope) {
+                self.upsert(uuid, dn, attributes)?;
+            } else {
+                self.delete(uuid)?;
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the attributes the search asked for, plus those the mirror needs to apply its filter
