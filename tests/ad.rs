@@ -480,7 +480,7 @@ fn forcing_rfc4533_says_it_is_active_directory() {
     let out = syncrepl()
         .arg("watch")
         .arg(format!("{}/DC=elsewhere,DC=org??sub", ad.dc.ldaps_url()))
-        .args(&ad.args())
+        .args(ad.args())
         .args(["--refresh-only", "--dialect", "ad", "--retry", "none"])
         .output()
         .expect("run");
