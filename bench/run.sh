@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks syncrepl against ldapsearch, python-ldap and an OpenLDAP replica on throwaway slapd
 # servers, then GSSAPI binds and layers (bench/gssapi.py), the JetStream fan-out (bench/nats.py)
-# and the resume from two multi-provider slapds (bench/multiprovider.py).
+# the resume from two multi-provider slapds (bench/multiprovider.py), and Active Directory through
+# DirSync on a Samba AD DC (bench/ad.py).
 #   bench/run.sh                 N = 10,000 and 100,000, three runs each
 #   bench/run.sh 1000000         a longer run
 #   bench/run.sh --smoke         N = 1,000, one run, small change counts (what CI runs)
@@ -76,3 +77,11 @@ providers_sizes=(2000 100000)
 [ -n "$smoke" ] && providers_sizes=(1000)
 python3 bench/multiprovider.py --syncrepl "target/$profile/syncrepl" \
     --launcher "target/$profile/examples/providers" "${providers_sizes[@]}"
+
+# Active Directory: a DirSync full mirror against ldapsearch's DirSync in the same run, and the live
+# latency against a bare change-notification search.
+ad_args=(10000 --runs 3 --latency-changes 200)
+[ -n "$smoke" ] && ad_args=(300 --runs 1 --latency-changes 20)
+cargo build "${build[@]}" -p syncrepl-testkit --bin samba-dc
+python3 bench/ad.py --syncrepl "target/$profile/syncrepl" --launcher "target/$profile/samba-dc" \
+    "${ad_args[@]}"

@@ -883,7 +883,8 @@ fn smb_conf(dir: &Path, ip: Ipv4Addr, options: &SambaOptions) -> String {
          \ttls keyfile = {d}/tls/server.key\n\
          \ttls certfile = {d}/tls/server.pem\n\
          \ttls cafile = {d}/tls/ca.pem\n\
-         \ttls verify peer = ca_only\n"
+         \ttls verify peer = ca_only\n\
+         \tldb:nosync = true\n"
     );
     for (name, value) in &options.smb_conf {
         let _ = writeln!(conf, "\t{name} = {value}");
