@@ -244,6 +244,69 @@ fn full_and_incremental_passes_equal_ldapsearch() {
 }
 
 #[test]
+fn the_filter_applies_here_and_an_object_moved_in_comes_whole() {
+    let ad = Ad::start("ad-filter");
+    ad.dc
+        .modify(&user_ldif("x1", ELSEWHERE))
+        .expect("a user elsewhere");
+    let url = format!(
+        "{}/{PEOPLE}?{}?sub?(description=user*)",
+        ad.dc.ldaps_url(),
+        ATTRS.join(",")
+    );
+    let refresh = |extra: &[&str]| {
+        let out = syncrepl()
+            .args([
+                "watch",
+                &url,
+                "--refresh-only",
+                "--format",
+                "text",
+                "--state",
+            ])
+            .arg(ad.state("state"))
+            .args(ad.args())
+            .args(extra)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let printed = refresh(&[]);
+    assert_eq!(
+        printed.lines().count(),
+        USERS,
+        "the users (s1 has no description): {printed}"
+    );
+    ad.dc
+        .modify(&format!(
+            "dn: CN=u6,{PEOPLE}\nchangetype: modify\nreplace: description\ndescription: other\n\n\
+             dn: CN=x1,{ELSEWHERE}\nchangetype: modrdn\nnewrdn: CN=x1\ndeleteoldrdn: 1\n\
+             newsuperior: {PEOPLE}\n"
+        ))
+        .expect("changes");
+    // u6 stops matching: a delete. x1 moves in with its new DN only: the same run follows with a
+    // full pass, which brings it whole and reports nothing else.
+    let mut printed: Vec<String> = refresh(&[]).lines().map(str::to_owned).collect();
+    printed.sort();
+    assert_eq!(
+        printed,
+        [
+            format!("add     CN=x1,{PEOPLE}"),
+            format!("delete  CN=u6,{PEOPLE}")
+        ]
+    );
+    let ours = records(&dump(&ad.state("state")));
+    let theirs = records(
+        &ad.dc
+            .search(PEOPLE, Scope::Sub, "(description=user*)", ATTRS)
+            .expect("ldapsearch"),
+    );
+    assert_eq!(ours, theirs);
+    assert_eq!(refresh(&[]).trim(), "", "and the next pass has nothing");
+}
+
+#[test]
 fn live_changes_arrive_within_a_second_and_a_restart_catches_up() {
     let mut ad = Ad::start("ad-live");
     let state = ad.state("state");

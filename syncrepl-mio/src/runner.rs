@@ -275,16 +275,21 @@ fn sync_on<S: SyncSink>(
                         }
                         _ => false,
                     };
-                    let cookie = matches!(content, ContentEvent::NewCookie(_));
+                    let cookie = matches!(
+                        content,
+                        ContentEvent::NewCookie(_) | ContentEvent::RefreshComplete { .. }
+                    );
                     sink.on_content(content).map_err(sink_error)?;
-                    if done {
-                        return Ok(Outcome::RefreshDone);
-                    }
                     if ad && cookie && sink.wants_reload() {
                         // An object entered the search with a partial DirSync update: only a
-                        // full pass tells its content.
-                        conn.session().abandon()?;
+                        // full pass tells its content, and it runs at once.
+                        if conn.session().sync_message_id().is_some() {
+                            conn.session().abandon()?;
+                        }
                         return Err(Error::RefreshRequired);
+                    }
+                    if done {
+                        return Ok(Outcome::RefreshDone);
                     }
                 }
                 Err(Event::Cancelled | Event::CancelTimedOut) => {
