@@ -10,6 +10,12 @@
 //! (RFC 4511 §5.1), the LDAP message grammar, and the rules RFC 4533 sets for the server. No input can
 //! make it panic; a broken rule is a typed, sticky [`Error`].
 //!
+//! Active Directory does not speak RFC 4533; with [`Dialect::ActiveDirectory`] the same session runs
+//! its DirSync control (MS-ADTS §3.1.1.3.4.1.3) in passes started by change notification, and
+//! reports the objects as [`Event::DirSyncEntry`] beside the same refresh and cookie events; what
+//! they mean for a mirror (merges, tombstones, the base and filter applied on the consumer's side)
+//! is `syncrepl-state`'s. [`Session::read_root_dse`] tells which dialect a server speaks.
+//!
 //! Entries, which make up nearly all of a refresh, are read by a small zero-copy BER reader:
 //! attribute values stay slices of the received frame ([`AttributeList`]). Everything else is decoded
 //! with `rasn` and `rasn-ldap`.

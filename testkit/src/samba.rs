@@ -376,7 +376,7 @@ impl SambaDc {
                     return Ok(dc);
                 }
                 // Someone outside these locks took the address between the check and the bind.
-                Err(Error::Start {
+                Err(Error::Samba {
                     port_in_use: true, ..
                 }) if tried.len() < 5 => {}
                 Err(e) => {
@@ -476,7 +476,7 @@ impl SambaDc {
             if let Some(status) = exited {
                 self.server = None;
                 let log = self.log_since(log_start);
-                return Err(Error::Start {
+                return Err(Error::Samba {
                     reason: format!("samba exited ({status})"),
                     port_in_use: log.contains("ADDRESS_ALREADY_ASSOCIATED")
                         || log.contains("ADDRESS_IN_USE"),
@@ -496,7 +496,7 @@ impl SambaDc {
             if started.elapsed() >= self.options.start_timeout {
                 let pid = self.pid();
                 crate::process::terminate(self.server.take(), Duration::from_secs(10));
-                return Err(Error::Start {
+                return Err(Error::Samba {
                     reason: format!(
                         "samba (PID {pid:?}) did not answer over ldaps within {:?}; the last \
                          ldapsearch said: {}",

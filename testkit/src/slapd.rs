@@ -102,6 +102,17 @@ pub enum Error {
         /// Whether its port was taken (by another process, or by another KDC).
         port_in_use: bool,
     },
+    /// samba exited or did not answer over ldaps in time ([`crate::samba`]); `log` is the end of
+    /// its log.
+    #[error("samba did not start: {reason}\n--- end of samba's log ---\n{log}")]
+    Samba {
+        /// What happened.
+        reason: String,
+        /// The last lines samba wrote.
+        log: String,
+        /// Whether its address was taken by another process.
+        port_in_use: bool,
+    },
     /// nats-server exited or was not ready in time ([`crate::nats`]); `log` is the end of its
     /// output.
     #[error("nats-server was not ready: {reason}\n--- end of nats-server's output ---\n{log}")]
