@@ -553,3 +553,81 @@ fn forcing_rfc4533_says_it_is_active_directory() {
         "{out:?}"
     );
 }
+
+#[test]
+fn gssapi_binds_with_sealing_and_signing() {
+    let dc = SambaDc::builder()
+        .smb_conf("server services", "ldap, kdc")
+        .start()
+        .expect("samba with its KDC starts");
+    let dir = temp_state("ad-gssapi");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let krb5_conf = dir.join("krb5.conf");
+    std::fs::write(
+        &krb5_conf,
+        format!(
+            "[libdefaults]\n default_realm = EXAMPLE.TEST\n dns_lookup_kdc = false\n \
+             dns_lookup_realm = false\n rdns = false\n\n[realms]\n EXAMPLE.TEST = {{\n  kdc = {}\n }}\n",
+            dc.host()
+        ),
+    )
+    .expect("krb5.conf");
+    let ccache = format!("FILE:{}", dir.join("ccache").display());
+    let mut kinit = Command::new("kinit")
+        .arg("Administrator@EXAMPLE.TEST")
+        .env("KRB5_CONFIG", &krb5_conf)
+        .env("KRB5CCNAME", &ccache)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("kinit");
+    {
+        use std::io::Write;
+        let mut stdin = kinit.stdin.take().expect("stdin");
+        writeln!(stdin, "{ADMIN_PW}").expect("password");
+    }
+    assert!(kinit.wait().expect("kinit").success(), "kinit");
+    // Windows DCs register ldap/ names for themselves; Samba's provision (here) only host/.
+    dc.modify(&format!(
+        "dn: CN=DC1,OU=Domain Controllers,{BASE_DN}\nchangetype: modify\nadd: servicePrincipalName\n\
+         servicePrincipalName: ldap/dc1.example.test\n"
+    ))
+    .expect("the ldap/ SPN");
+    let url = format!("{}/{BASE_DN}??base", dc.ldap_url());
+    for (layer, extra) in [("confidentiality", None), ("integrity", Some("maxssf=1"))] {
+        let mut command = syncrepl();
+        command
+            .args([
+                "watch",
+                &url,
+                "--refresh-only",
+                "--format",
+                "text",
+                "--retry",
+                "none",
+            ])
+            .args([
+                "-Y",
+                "GSSAPI",
+                "--sasl-principal",
+                "ldap/dc1.example.test@EXAMPLE.TEST",
+            ])
+            .env("KRB5_CONFIG", &krb5_conf)
+            .env("KRB5CCNAME", &ccache)
+            .env("SYNCREPL_LOG", "info");
+        if let Some(props) = extra {
+            command.args(["-O", props]);
+        }
+        let out = command.output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{layer}: {stderr}");
+        assert!(
+            stderr.contains(&format!("sasl_layer={layer}")),
+            "{layer}: {stderr}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("add     {BASE_DN}")),
+            "{out:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
