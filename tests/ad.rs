@@ -228,6 +228,38 @@ fn full_and_incremental_passes_equal_ldapsearch() {
 
     // Nothing changed: nothing printed.
     assert_eq!(ad.refresh(&state, &[]).trim(), "");
+    // The same state over StartTLS on the plain port (a simple bind in cleartext is refused).
+    let out = syncrepl()
+        .arg("watch")
+        .arg(format!(
+            "{}/{PEOPLE}?{}?sub",
+            ad.dc.ldap_url(),
+            ATTRS.join(",")
+        ))
+        .args([
+            "--starttls",
+            "--refresh-only",
+            "--format",
+            "text",
+            "--state",
+        ])
+        .arg(&state)
+        .args(ad.args())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
+    let status = syncrepl()
+        .args(["status", "--state"])
+        .arg(&state)
+        .output()
+        .expect("status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("cookie:       MSDS"), "{status}");
+    assert!(
+        status.contains(&format!("entries:      {}", USERS + 3)),
+        "the OU, OU=Sub2, s1, g1 and the users, less u3 and u4, plus new1: {status}"
+    );
     // status names the dialect's cookie; dump --format json has the objectGUID string.
     let json = syncrepl()
         .args(["dump", "--format", "json", "--state"])

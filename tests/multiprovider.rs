@@ -143,10 +143,27 @@ impl Watch {
 /// stats): what it sent to the consumers that ran meanwhile.
 fn entries_sent(server: &Slapd, from: usize) -> Vec<usize> {
     let log = server.log();
-    log.get(from..)
-        .unwrap_or_default()
-        .lines()
+    let lines = log.get(from..).unwrap_or_default().lines();
+    // `conn=N op=M`: which operation a stats line belongs to.
+    let op = |l: &str| -> Option<String> {
+        let at = l.find("conn=")?;
+        Some(
+            l[at..]
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    };
+    // The root DSE read that chooses the dialect is not the sync search.
+    let root_dse: Vec<String> = lines
+        .clone()
+        .filter(|l| l.contains(" SRCH base=\"\" "))
+        .filter_map(op)
+        .collect();
+    lines
         .filter(|l| l.contains("SEARCH RESULT tag=101"))
+        .filter(|l| op(l).is_none_or(|o| !root_dse.contains(&o)))
         .filter_map(|l| l.split("nentries=").nth(1))
         .filter_map(|n| n.split_whitespace().next()?.parse().ok())
         .collect()
