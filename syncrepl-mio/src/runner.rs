@@ -364,7 +364,17 @@ fn sync_on<S: SyncSink>(
 fn choose_dialect(conn: &mut Connection, options: &SyncOptions) -> Result<Dialect, Error> {
     let dse = match options.dialect {
         DialectChoice::Rfc4533 => return Ok(Dialect::Rfc4533),
-        DialectChoice::Auto | DialectChoice::ActiveDirectory => conn.root_dse()?,
+        DialectChoice::ActiveDirectory => conn.root_dse()?,
+        DialectChoice::Auto => match conn.root_dse() {
+            Ok(dse) => dse,
+            // A server that will not show its root DSE to this identity: RFC 4533, and the
+            // search says what is wrong if that is not it.
+            Err(Error::Search(result)) => {
+                tracing::debug!(%result, "the root DSE could not be read; trying RFC 4533");
+                return Ok(Dialect::Rfc4533);
+            }
+            Err(e) => return Err(e),
+        },
     };
     let ad = match options.dialect {
         DialectChoice::ActiveDirectory => true,

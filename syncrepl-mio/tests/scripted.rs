@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use scripted::{Kind, Reply, ScriptedServer, Seen, Step, BASE};
 use syncrepl_mio::{
-    run, ConnectOptions, Credentials, Error, Outcome, RetrySchedule, StopHandle, SyncOptions,
-    SyncSink,
+    run, ConnectOptions, Credentials, DialectChoice, Error, Outcome, RetrySchedule, StopHandle,
+    SyncOptions, SyncSink,
 };
 use syncrepl_proto::{ContentEvent, Cookie, ResultCode, SyncMode, SyncRequest};
 
@@ -480,4 +480,30 @@ fn notice_of_disconnection_in_persist_reconnects_and_resumes() {
     assert_eq!(sink.cookie, cookie("c3"));
     assert_eq!(sink.connected.len(), 2);
     assert_eq!(sink.refresh_required, 0);
+}
+
+#[test]
+fn a_root_dse_the_reader_may_not_see_leaves_rfc4533() {
+    let server = ScriptedServer::start(vec![vec![
+        Step::Expect(Kind::Bind),
+        Step::send([Reply::BindOk]),
+        // The root DSE read of the automatic dialect choice, refused.
+        Step::Expect(Kind::Search),
+        Step::send([Reply::SearchDone(ResultCode::INSUFFICIENT_ACCESS_RIGHTS)]),
+        Step::Expect(Kind::Search),
+        Step::send([Reply::Entry(1, None), Reply::RefreshDone(Some("c1"))]),
+    ]]);
+    let mut options = options(&server, SyncMode::RefreshOnly);
+    options.dialect = DialectChoice::Auto;
+    let mut sink = Recorder::default();
+    let outcome = run(&options, &mut sink, &StopHandle::new());
+    let seen = server.finish();
+    assert_eq!(outcome.expect("refreshes"), Outcome::RefreshDone);
+    assert_eq!(
+        seen[0].kinds(),
+        [Kind::Bind, Kind::Search, Kind::Search, Kind::Unbind]
+    );
+    assert_eq!(seen[0].requests[1].mode, None, "a plain search first");
+    assert!(seen[0].requests[2].mode.is_some(), "then the sync search");
+    assert_eq!(sink.entries, dns(&[1]));
 }
