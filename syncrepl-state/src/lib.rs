@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod change;
+mod clock;
 mod consumer;
 mod dn;
 mod entries;
@@ -34,6 +35,7 @@ use std::fmt;
 use syncrepl_proto::{AttributeList, Scope, SyncRequest};
 
 pub use change::{diff, AttributeChange, Change, ChangeKind};
+pub use clock::{Clock, SystemClock};
 pub use consumer::{Consumer, ConsumerError, FnConsumer};
 pub use dn::{NormalizedDn, CASE_EXACT};
 pub use entries::Entries;

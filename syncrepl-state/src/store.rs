@@ -56,7 +56,7 @@ pub(crate) trait Store: Send + std::fmt::Debug {
     /// [`Store::synced_len`] reaches it, under the other policies at once.
     fn reserve(&mut self, limit: u64) -> Result<u64, Error>;
     /// Writes a commit record and syncs as asked; returns the offset where it ends.
-    fn commit(&mut self, info: &CommitInfo, sync: CommitSync) -> Result<u64, Error>;
+    fn commit(&mut self, info: &CommitInfo, sync: CommitSync, now: Instant) -> Result<u64, Error>;
     /// How much is durable as the policy means it (synced under [`FsyncPolicy::EveryCommit`],
     /// written to the OS otherwise), without waiting.
     fn durable_len(&mut self) -> Result<u64, Error>;
@@ -102,7 +102,7 @@ impl Store for MemoryStore {
     fn reserve(&mut self, _: u64) -> Result<u64, Error> {
         Ok(0)
     }
-    fn commit(&mut self, _: &CommitInfo, _: CommitSync) -> Result<u64, Error> {
+    fn commit(&mut self, _: &CommitInfo, _: CommitSync, _: Instant) -> Result<u64, Error> {
         Ok(0)
     }
     fn durable_len(&mut self) -> Result<u64, Error> {

@@ -320,7 +320,7 @@ impl Store for LogStore {
         Ok(self.file_len)
     }
 
-    fn commit(&mut self, info: &CommitInfo, sync: CommitSync) -> Result<u64, Error> {
+    fn commit(&mut self, info: &CommitInfo, sync: CommitSync, now: Instant) -> Result<u64, Error> {
         encode_record(
             &Record::Commit {
                 info: info.clone(),
@@ -329,7 +329,6 @@ impl Store for LogStore {
             &mut self.buffer,
         )?;
         self.write_buffer()?;
-        let now = Instant::now();
         let since = *self.unsynced_since.get_or_insert(now);
         let due = match self.policy {
             FsyncPolicy::EveryCommit => true,

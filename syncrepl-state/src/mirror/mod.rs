@@ -10,6 +10,7 @@ use std::path::Path;
 
 use syncrepl_proto::{Cookie, EntryUuid};
 
+use crate::clock::{Clock, SystemClock};
 use crate::entries::{Entries, UuidSet};
 use crate::error::Error;
 use crate::log::{CommitInfo, FsyncPolicy, LogIo, LogStore, Record, StdIo};
@@ -40,6 +41,9 @@ pub struct OpenOptions {
     pub batch_bytes: u64,
     /// The file operations (the real file system unless a test injects faults).
     pub io: Box<dyn LogIo>,
+    /// The clock the group-commit policy and the last-change stamp read, once per commit (the
+    /// system's unless a test drives its own).
+    pub clock: Box<dyn Clock>,
 }
 
 impl Default for OpenOptions {
@@ -50,6 +54,7 @@ impl Default for OpenOptions {
             reset: false,
             batch_bytes: BATCH_BYTES,
             io: Box::new(StdIo),
+            clock: Box::new(SystemClock),
         }
     }
 }
@@ -170,6 +175,7 @@ pub struct Mirror {
     store_bytes: u64,
     batch_bytes: u64,
     poisoned: bool,
+    clock: Box<dyn Clock>,
     /// The search's filter, for the DirSync rules, which apply it here.
     ad_filter: Option<syncrepl_proto::SearchFilter>,
 }
@@ -204,6 +210,7 @@ impl Mirror {
             store_bytes: 0,
             batch_bytes: BATCH_BYTES,
             poisoned: false,
+            clock: Box::new(SystemClock),
             ad_filter,
         }
     }
@@ -285,6 +292,7 @@ impl Mirror {
         let rewrite = fresh || store.needs_rewrite();
         mirror.store = Box::new(store);
         mirror.batch_bytes = options.batch_bytes.max(1);
+        mirror.clock = options.clock;
         if rewrite {
             if !fresh {
                 tracing::info!(
@@ -298,7 +306,9 @@ impl Mirror {
             // Numbers up to a reservation in the cut tail may have been handed out before the
             // crash: commit the reservation again, with the content unchanged.
             let info = mirror.committed.clone();
-            mirror.store.commit(&info, CommitSync::PerPolicy)?;
+            mirror
+                .store
+                .commit(&info, CommitSync::PerPolicy, mirror.clock.now())?;
         }
         Ok(mirror)
     }
@@ -482,7 +492,7 @@ impl Mirror {
     /// last commit are logged by it and may be handed out once it is durable.
     fn commit(&mut self, settled: bool, sync: CommitSync) -> Result<(), Error> {
         if std::mem::take(&mut self.unstamped) {
-            self.last_change = now_unix();
+            self.last_change = self.clock.unix_seconds();
         }
         let info = CommitInfo {
             next_seq: self.seq.next,
@@ -507,7 +517,7 @@ impl Mirror {
             server: self.server.clone(),
             last_change: self.last_change,
         };
-        let end = self.store.commit(&info, sync)?;
+        let end = self.store.commit(&info, sync, self.clock.now())?;
         self.outbox.logged(end);
         settle(
             &mut self.pending,
@@ -615,7 +625,8 @@ impl Mirror {
             reserved: self.seq.next,
             ..self.committed.clone()
         };
-        self.store.commit(&info, CommitSync::PerPolicy)?;
+        self.store
+            .commit(&info, CommitSync::PerPolicy, self.clock.now())?;
         self.seq.reserved = self.seq.next;
         self.committed = info;
         Ok(())
@@ -629,10 +640,4 @@ impl Drop for Mirror {
             tracing::warn!(error = %e, "could not record the clean close of the state");
         }
     }
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
