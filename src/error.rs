@@ -35,15 +35,15 @@ impl From<DeliveryError> for Error {
 
 impl From<syncrepl_mio::Error> for Error {
     fn from(e: syncrepl_mio::Error) -> Error {
+        Error::Runtime(e)
+    }
+}
+
+impl From<syncrepl_mio::RunError<DeliveryError>> for Error {
+    fn from(e: syncrepl_mio::RunError<DeliveryError>) -> Error {
         match e {
-            syncrepl_mio::Error::Sink(inner) => match inner.downcast::<DeliveryError>() {
-                Ok(delivery) => Error::from(*delivery),
-                Err(other) => Error::Consumer {
-                    seq: None,
-                    source: other,
-                },
-            },
-            other => Error::Runtime(other),
+            syncrepl_mio::RunError::Runtime(e) => Error::Runtime(e),
+            syncrepl_mio::RunError::Sink(delivery) => Error::from(delivery),
         }
     }
 }

@@ -67,7 +67,6 @@ pub fn runtime_code(error: &RuntimeError) -> i32 {
         Error::RefreshRequired => REFRESH_REQUIRED,
         Error::Protocol(syncrepl_proto::Error::Timeout { .. }) => CONNECTION,
         Error::Protocol(_) | Error::SecurityLayer(_) => PROTOCOL,
-        Error::Sink(_) => STATE,
         _ => FAILURE,
     }
 }

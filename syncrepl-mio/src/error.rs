@@ -120,10 +120,6 @@ pub enum Error {
     /// The protocol core refused what the server sent, or a request timed out.
     #[error(transparent)]
     Protocol(#[from] syncrepl_proto::Error),
-    /// The [`SyncSink`](crate::SyncSink) fed by the run failed (its store or its consumer);
-    /// retrying cannot help.
-    #[error("{0}")]
-    Sink(Box<dyn std::error::Error + Send + Sync>),
     /// The stop handle was used before the connection was ready.
     #[error("stopped")]
     Stopped,
@@ -156,5 +152,24 @@ impl Error {
             ),
             _ => false,
         }
+    }
+}
+
+/// Why [`run`](crate::run) ended with an error: the runtime gave up ([`Error`]), or the sink failed
+/// with its own error, kept as the sink's type (retrying cannot fix a full disk or a consumer's
+/// error).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError<E> {
+    /// Connecting, binding, the protocol or the search failed, and retrying did not help.
+    #[error(transparent)]
+    Runtime(#[from] Error),
+    /// The [`SyncSink`](crate::SyncSink) failed: its store or its consumer.
+    #[error(transparent)]
+    Sink(E),
+}
+
+impl<E> From<syncrepl_proto::Error> for RunError<E> {
+    fn from(e: syncrepl_proto::Error) -> RunError<E> {
+        RunError::Runtime(Error::Protocol(e))
     }
 }

@@ -9,7 +9,7 @@ use syncrepl_proto::{
 };
 
 use crate::connection::{ConnectOptions, Connection, Wake};
-use crate::error::Error;
+use crate::error::{Error, RunError};
 use crate::retry::RetrySchedule;
 use crate::stop::StopHandle;
 use crate::url::Endpoint;
@@ -143,7 +143,7 @@ pub fn run<S: SyncSink>(
     options: &SyncOptions,
     sink: &mut S,
     stop: &StopHandle,
-) -> Result<Outcome, Error> {
+) -> Result<Outcome, RunError<S::Error>> {
     let servers: Vec<&Endpoint> = std::iter::once(&options.connect.endpoint)
         .chain(&options.failover)
         .collect();
@@ -158,18 +158,20 @@ pub fn run<S: SyncSink>(
         let mut progressed = false;
         match run_once(options, servers[current], sink, stop, &mut progressed) {
             Ok(outcome) => return Ok(outcome),
-            Err(Error::RefreshRequired) if options.reload_on_refresh_required => {
+            Err(RunError::Runtime(Error::RefreshRequired))
+                if options.reload_on_refresh_required =>
+            {
                 if progressed {
                     reloads_in_a_row = 0;
                 }
                 reloads_in_a_row += 1;
                 if reloads_in_a_row > 2 {
-                    return Err(Error::RefreshRequired);
+                    return Err(Error::RefreshRequired.into());
                 }
                 tracing::info!("server requires a full refresh; reloading");
                 continue;
             }
-            Err(e) if e.is_retryable() => {
+            Err(RunError::Runtime(e)) if e.is_retryable() => {
                 if progressed {
                     attempt = 0;
                     reloads_in_a_row = 0;
@@ -191,7 +193,7 @@ pub fn run<S: SyncSink>(
                     failed_in_a_row = 0;
                 }
                 let Some(delay) = options.retry.delay(attempt) else {
-                    return Err(e);
+                    return Err(e.into());
                 };
                 attempt += 1;
                 tracing::warn!(error = %e, retry_in = ?delay, attempt, "sync interrupted; will retry");
@@ -204,17 +206,13 @@ pub fn run<S: SyncSink>(
     }
 }
 
-fn sink_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
-    Error::Sink(Box::new(e))
-}
-
 fn run_once<S: SyncSink>(
     options: &SyncOptions,
     server: &Endpoint,
     sink: &mut S,
     stop: &StopHandle,
     progressed: &mut bool,
-) -> Result<Outcome, Error> {
+) -> Result<Outcome, RunError<S::Error>> {
     let connect = if *server == options.connect.endpoint {
         Cow::Borrowed(&options.connect)
     } else {
@@ -236,7 +234,7 @@ fn run_once<S: SyncSink>(
         // error to report, not the interruption (which is kept in the log).
         if let Err(commit) = sink.on_interrupted() {
             tracing::warn!(error = %e, "sync interrupted");
-            result = Err(sink_error(commit));
+            result = Err(RunError::Sink(commit));
         }
     }
     conn.close();
@@ -249,9 +247,9 @@ fn sync_on<S: SyncSink>(
     options: &SyncOptions,
     sink: &mut S,
     progressed: &mut bool,
-) -> Result<Outcome, Error> {
+) -> Result<Outcome, RunError<S::Error>> {
     sink.on_connected(server, conn.authz_id())
-        .map_err(sink_error)?;
+        .map_err(RunError::Sink)?;
     let mut request = options.request.clone();
     request.cookie = sink.cookie();
     request.reload_hint = sink.wants_reload();
@@ -261,7 +259,7 @@ fn sync_on<S: SyncSink>(
         // DirSync has no reloadHint: a reload is a pass without a cookie.
         request.cookie = None;
     }
-    sink.on_search_start(&request).map_err(sink_error)?;
+    sink.on_search_start(&request).map_err(RunError::Sink)?;
     conn.session().start_sync(&request)?;
     let mut stopping = false;
     loop {
@@ -279,21 +277,21 @@ fn sync_on<S: SyncSink>(
                         content,
                         ContentEvent::NewCookie(_) | ContentEvent::RefreshComplete { .. }
                     );
-                    sink.on_content(content).map_err(sink_error)?;
+                    sink.on_content(content).map_err(RunError::Sink)?;
                     if ad && cookie && sink.wants_reload() {
                         // An object entered the search with a partial DirSync update: only a
                         // full pass tells its content, and it runs at once.
                         if conn.session().sync_message_id().is_some() {
                             conn.session().abandon()?;
                         }
-                        return Err(Error::RefreshRequired);
+                        return Err(Error::RefreshRequired.into());
                     }
                     if done {
                         return Ok(Outcome::RefreshDone);
                     }
                 }
                 Err(Event::Cancelled | Event::CancelTimedOut) => {
-                    sink.on_interrupted().map_err(sink_error)?;
+                    sink.on_interrupted().map_err(RunError::Sink)?;
                     return Ok(Outcome::Stopped);
                 }
                 Err(Event::CancelFailed(result)) => {
@@ -302,19 +300,19 @@ fn sync_on<S: SyncSink>(
                     if conn.session().sync_message_id().is_some() {
                         conn.session().abandon()?;
                     }
-                    sink.on_interrupted().map_err(sink_error)?;
+                    sink.on_interrupted().map_err(RunError::Sink)?;
                     return Ok(Outcome::Stopped);
                 }
                 Err(Event::RefreshRequired { .. }) => {
-                    sink.on_refresh_required().map_err(sink_error)?;
-                    return Err(Error::RefreshRequired);
+                    sink.on_refresh_required().map_err(RunError::Sink)?;
+                    return Err(Error::RefreshRequired.into());
                 }
                 Err(Event::SearchDone { result, .. }) => {
                     if stopping {
-                        sink.on_interrupted().map_err(sink_error)?;
+                        sink.on_interrupted().map_err(RunError::Sink)?;
                         return Ok(Outcome::Stopped);
                     }
-                    return Err(match result.code {
+                    return Err(RunError::Runtime(match result.code {
                         ResultCode::UNAVAILABLE_CRITICAL_EXTENSION if !ad => {
                             match conn.root_dse() {
                                 Ok(dse) if dse.supports_dirsync() => Error::ActiveDirectory(result),
@@ -322,7 +320,7 @@ fn sync_on<S: SyncSink>(
                             }
                         }
                         _ => Error::Search(result),
-                    });
+                    }));
                 }
                 Err(Event::Referral { uris }) => {
                     // RFC 4533 §3.1: a sync search does not follow referrals; the content stays
@@ -339,7 +337,7 @@ fn sync_on<S: SyncSink>(
                     tracing::warn!(event = ?other, "unexpected event during the sync search; ignored");
                 }
             },
-            Wake::Drained => sink.on_drained().map_err(sink_error)?,
+            Wake::Drained => sink.on_drained().map_err(RunError::Sink)?,
             Wake::Stop => {
                 stopping = true;
                 match conn.session().sync_stage() {
@@ -348,13 +346,13 @@ fn sync_on<S: SyncSink>(
                     }
                     Some(Stage::Refresh) => {
                         conn.session().abandon()?;
-                        sink.on_interrupted().map_err(sink_error)?;
+                        sink.on_interrupted().map_err(RunError::Sink)?;
                         return Ok(Outcome::Stopped);
                     }
                     None => return Ok(Outcome::Stopped),
                 }
             }
-            Wake::Deadline => sink.on_idle().map_err(sink_error)?,
+            Wake::Deadline => sink.on_idle().map_err(RunError::Sink)?,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use syncrepl_mio::{
     run, ConnectOptions, Connection, Credentials, Endpoint, Error, LdapUrl, Outcome, RetrySchedule,
-    StopHandle, SyncOptions, SyncSink,
+    RunError, StopHandle, SyncOptions, SyncSink,
 };
 use syncrepl_proto::{ContentEvent, Cookie, ResultCode, SyncMode, SyncRequest};
 use syncrepl_testkit::proxy::{Action, Proxy};
@@ -45,12 +45,16 @@ impl SyncSink for Counter {
 }
 
 fn refresh(connect: ConnectOptions) -> Result<Counter, Error> {
+    let runtime = |e| match e {
+        RunError::Runtime(e) => e,
+        RunError::Sink(e) => panic!("the counter does not fail: {e}"),
+    };
     let mut request = SyncRequest::new(BASE, SyncMode::RefreshOnly);
     request.filter = "(objectClass=inetOrgPerson)".into();
     let mut options = SyncOptions::new(connect, request);
     options.retry = RetrySchedule::never();
     let mut sink = Counter::default();
-    let outcome = run(&options, &mut sink, &StopHandle::new())?;
+    let outcome = run(&options, &mut sink, &StopHandle::new()).map_err(runtime)?;
     assert_eq!(outcome, Outcome::RefreshDone);
     Ok(sink)
 }
@@ -157,7 +161,7 @@ fn failures_are_clear_and_final() {
     missing_base.retry = RetrySchedule::never();
     let err = run(&missing_base, &mut Counter::default(), &stop).expect_err("no such object");
     assert!(
-        matches!(&err, Error::Search(r) if r.code == ResultCode::NO_SUCH_OBJECT),
+        matches!(&err, RunError::Runtime(Error::Search(r)) if r.code == ResultCode::NO_SUCH_OBJECT),
         "{err}"
     );
 

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use scripted::{Kind, Reply, ScriptedServer, Seen, Step, BASE};
 use syncrepl_mio::{
-    run, ConnectOptions, Credentials, DialectChoice, Error, Outcome, RetrySchedule, StopHandle,
-    SyncOptions, SyncSink,
+    run, ConnectOptions, Credentials, DialectChoice, Error, Outcome, RetrySchedule, RunError,
+    StopHandle, SyncOptions, SyncSink,
 };
 use syncrepl_proto::{ContentEvent, Cookie, ResultCode, SyncMode, SyncRequest};
 
@@ -397,7 +397,11 @@ fn a_silent_server_times_out_and_the_schedule_runs_out() {
     options.connect.request_timeout = Duration::from_millis(30);
     let mut sink = Recorder::default();
     let started = Instant::now();
-    let error = run(&options, &mut sink, &StopHandle::new()).expect_err("gives up");
+    let RunError::Runtime(error) =
+        run(&options, &mut sink, &StopHandle::new()).expect_err("gives up")
+    else {
+        panic!("the recorder does not fail");
+    };
     let elapsed = started.elapsed();
     let seen = server.finish();
 
