@@ -8,7 +8,7 @@ use mio::{Events, Poll, Token, Waker};
 use syncrepl_proto::sasl::{GssapiBind, GssapiContext, Layer, SaslError, SecurityProps};
 use syncrepl_proto::{Event, ResultCode, RootDse, Session, SessionConfig};
 
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 use crate::stop::StopHandle;
 use crate::transport::{ReadOutcome, TlsOptions, Transport};
 use crate::url::Endpoint;
@@ -218,9 +218,7 @@ impl Connection {
         };
         if options.start_tls {
             let Endpoint::Ldap { host, .. } = &options.endpoint else {
-                return Err(Error::Config(
-                    "StartTLS applies to ldap:// URLs only".into(),
-                ));
+                return Err(Error::Config(ConfigError::StartTlsNeedsLdap));
             };
             conn.start_tls(options.tls.client_config()?, host)?;
         }

@@ -17,7 +17,7 @@ pub enum Error {
     Url(#[from] UrlError),
     /// The configuration is contradictory or incomplete.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// The host name did not resolve.
     #[error("cannot resolve {host}: {source}")]
     Resolve {
@@ -50,7 +50,7 @@ pub enum Error {
     ConnectionClosed,
     /// The TLS configuration could not be built (CA file, client certificate).
     #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    TlsConfig(TlsConfigError),
     /// The TLS session failed, e.g. the server certificate is not trusted or not for this host.
     #[error("TLS error: {0}")]
     Tls(rustls::Error),
@@ -153,6 +153,58 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// A contradiction in the connect options, found before anything is sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// StartTLS (RFC 4511 §4.14) was asked for on an ldaps:// or ldapi:// endpoint.
+    #[error("StartTLS applies to ldap:// URLs only")]
+    StartTlsNeedsLdap,
+}
+
+/// Why the TLS client configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// A PEM file (CA, client certificate or key) could not be read or parsed.
+    #[error("{}: {source}", path.display())]
+    Pem {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The CA file holds no certificate.
+    #[error("{}: no certificate in the file", path.display())]
+    NoCertificate {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// rustls refused a certificate or the client key.
+    #[error("{}: {source}", path.display())]
+    Rejected {
+        /// The file it came from.
+        path: std::path::PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
+    /// No CA file was given and the system has no CA certificates.
+    #[error("no system CA certificates found; give a CA file")]
+    NoSystemRoots,
+    /// The protocol versions could not be set up with the crypto provider.
+    #[error("{0}")]
+    Provider(rustls::Error),
+    /// Only one of the client certificate and key was given.
+    #[error("a client certificate needs both a certificate and a key file")]
+    IncompleteClientCertificate,
+    /// The host is not a name or address a certificate can be checked against.
+    #[error("{host:?} is not a valid TLS server name")]
+    ServerName {
+        /// The host as given.
+        host: String,
+    },
 }
 
 /// Why [`run`](crate::run) ended with an error: the runtime gave up ([`Error`]), or the sink failed

@@ -19,7 +19,7 @@ mod transport;
 mod url;
 
 pub use connection::{ConnectOptions, Connection, Credentials, Wake};
-pub use error::{Error, RunError};
+pub use error::{ConfigError, Error, RunError, TlsConfigError};
 pub use retry::{RetryParseError, RetrySchedule};
 pub use runner::{run, DialectChoice, Outcome, SyncOptions, SyncSink};
 pub use stop::StopHandle;

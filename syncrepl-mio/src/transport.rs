@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
-use crate::error::Error;
+use crate::error::{Error, TlsConfigError};
 
 /// TLS settings for ldaps:// and StartTLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,43 +35,43 @@ impl TlsOptions {
             Some(path) => {
                 let certs = CertificateDer::pem_file_iter(path)
                     .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| tls_config(path, e))?;
+                    .map_err(|e| pem_error(path, e))?;
                 if certs.is_empty() {
-                    return Err(tls_config(path, "no certificate in the file"));
+                    return Err(Error::TlsConfig(TlsConfigError::NoCertificate {
+                        path: path.clone(),
+                    }));
                 }
                 for cert in certs {
-                    roots.add(cert).map_err(|e| tls_config(path, e))?;
+                    roots.add(cert).map_err(|e| rejected(path, e))?;
                 }
             }
             None => {
                 let native = rustls_native_certs::load_native_certs();
                 let (added, _) = roots.add_parsable_certificates(native.certs);
                 if added == 0 {
-                    return Err(Error::TlsConfig(
-                        "no system CA certificates found; give a CA file".into(),
-                    ));
+                    return Err(Error::TlsConfig(TlsConfigError::NoSystemRoots));
                 }
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::TlsConfig(e.to_string()))?
+            .map_err(|e| Error::TlsConfig(TlsConfigError::Provider(e)))?
             .with_root_certificates(roots);
         let config = match (&self.client_cert, &self.client_key) {
             (Some(cert), Some(key)) => {
                 let chain = CertificateDer::pem_file_iter(cert)
                     .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| tls_config(cert, e))?;
-                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_config(key, e))?;
+                    .map_err(|e| pem_error(cert, e))?;
+                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
                 builder
                     .with_client_auth_cert(chain, key_der)
-                    .map_err(|e| tls_config(cert, e))?
+                    .map_err(|e| rejected(cert, e))?
             }
             (None, None) => builder.with_no_client_auth(),
             _ => {
                 return Err(Error::TlsConfig(
-                    "a client certificate needs both a certificate and a key file".into(),
+                    TlsConfigError::IncompleteClientCertificate,
                 ))
             }
         };
@@ -79,8 +79,18 @@ impl TlsOptions {
     }
 }
 
-fn tls_config(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::TlsConfig(format!("{}: {e}", path.display()))
+fn pem_error(path: &Path, source: rustls::pki_types::pem::Error) -> Error {
+    Error::TlsConfig(TlsConfigError::Pem {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn rejected(path: &Path, source: rustls::Error) -> Error {
+    Error::TlsConfig(TlsConfigError::Rejected {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The socket itself.
@@ -199,8 +209,11 @@ impl Transport {
 
     /// Wraps the connection in TLS; the handshake runs as the connection is read and written.
     pub(crate) fn start_tls(&mut self, config: Arc<ClientConfig>, host: &str) -> Result<(), Error> {
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|_| Error::TlsConfig(format!("{host:?} is not a valid TLS server name")))?;
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            Error::TlsConfig(TlsConfigError::ServerName {
+                host: host.to_owned(),
+            })
+        })?;
         let conn = ClientConnection::new(config, name).map_err(Error::Tls)?;
         self.tls = Some(conn);
         Ok(())
