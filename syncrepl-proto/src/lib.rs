@@ -29,6 +29,7 @@ mod error;
 mod filter;
 mod message;
 mod request;
+mod root_dse;
 pub mod sasl;
 mod session;
 #[cfg(feature = "test-util")]
@@ -44,7 +45,7 @@ pub mod wire;
 
 pub use cookie::{Csn, SlapdCookie};
 pub use dirsync::{
-    object_guid, object_guid_octets, Dialect, DirSyncEntry, DirSyncFlags, RootDse, DIRSYNC_OID,
+    object_guid, object_guid_octets, Dialect, DirSyncEntry, DirSyncFlags, DIRSYNC_OID,
     NOTIFICATION_OID, SHOW_DELETED_OID,
 };
 pub use entry::{Attribute, AttributeList, Attributes, SyncEntry, Values};
@@ -54,6 +55,7 @@ pub use request::{
     DerefAliases, Scope, SyncRequest, CANCEL_OID, NOTICE_OF_DISCONNECTION_OID, START_TLS_OID,
     WHO_AM_I_OID,
 };
+pub use root_dse::RootDse;
 pub use session::{
     message_length, BindResult, ContentEvent, Event, Frame, RefreshPhase, Session, SessionConfig,
     Stage,

@@ -177,6 +177,34 @@ pub(crate) fn unbind(out: &mut Vec<u8>, id: MessageId) -> Result<(), Error> {
     )
 }
 
+/// A SearchRequest without the sync control: the root DSE read, the DirSync and notification
+/// searches.
+pub(crate) fn search<'a>(
+    out: &mut Vec<u8>,
+    id: MessageId,
+    base: &str,
+    scope: SearchRequestScope,
+    filter: &str,
+    attributes: impl Iterator<Item = &'a str>,
+    controls: Vec<Control>,
+) -> Result<(), Error> {
+    let request = SearchRequest::new(
+        base.into(),
+        scope,
+        SearchRequestDerefAliases::NeverDerefAliases,
+        0,
+        0,
+        false,
+        parse_filter(filter)?,
+        attributes.map(Into::into).collect(),
+    );
+    let mut message = LdapMessage::new(id, ProtocolOp::SearchRequest(request));
+    if !controls.is_empty() {
+        message.controls = Some(controls);
+    }
+    encode_message(out, &message)
+}
+
 /// SearchRequest with the Sync Request Control (RFC 4533 §2.2).
 pub(crate) fn sync_search(
     out: &mut Vec<u8>,

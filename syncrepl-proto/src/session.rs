@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::ber::{peek_header, Peek, TAG_SEQUENCE};
-use crate::dirsync::{AdOutcome, AdRequest, AdSync, Dialect, DirSyncEntry, RootDse, RootDseRead};
+use crate::dirsync::{AdOutcome, AdRequest, AdSync, Dialect, DirSyncEntry};
 use crate::entry::SyncEntry;
 use crate::error::{DecodeError, Error, Violation};
 use crate::message::{decode_message, ServerMessage, ServerOp};
 use crate::request::{self, SyncRequest, CANCEL_OID, NOTICE_OF_DISCONNECTION_OID};
+use crate::root_dse::{RootDse, RootDseRead};
 use crate::sync::{
     self, SyncDoneValue, SyncIdSetValue, SyncInfoValue, SYNC_DONE_OID, SYNC_INFO_OID,
     SYNC_STATE_OID,
@@ -537,7 +538,7 @@ impl Session {
             });
         }
         let id = self.allocate_id();
-        crate::dirsync::root_dse_search(&mut self.outbuf, id)?;
+        crate::root_dse::root_dse_search(&mut self.outbuf, id)?;
         self.root_dse = Some(RootDseRead::new(id));
         Ok(id)
     }
