@@ -309,25 +309,41 @@ impl Transport {
                 Err(e) => Err(Error::Io(e)),
             };
         };
+        // As much as the socket holds, over as many TLS records as fit: a server that writes
+        // small records (Samba's are 4 KiB) must not make each read look like a trickle.
+        let mut filled = 0;
+        let got = |filled: usize, otherwise: ReadOutcome| {
+            Ok(if filled > 0 {
+                ReadOutcome::Data(filled)
+            } else {
+                otherwise
+            })
+        };
         loop {
-            match tls.reader().read(buf) {
-                Ok(0) => return Ok(ReadOutcome::Closed),
-                Ok(n) => return Ok(ReadOutcome::Data(n)),
+            match tls.reader().read(&mut buf[filled..]) {
+                Ok(0) => return got(filled, ReadOutcome::Closed),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Ok(ReadOutcome::Data(filled));
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(ReadOutcome::Closed)
+                    return got(filled, ReadOutcome::Closed)
                 }
                 Err(e) => return Err(Error::Io(e)),
             }
             match tls.read_tls(&mut self.socket) {
-                Ok(0) => return Ok(ReadOutcome::Closed),
+                Ok(0) => return got(filled, ReadOutcome::Closed),
                 Ok(_) => {
                     let state = tls.process_new_packets().map_err(Error::Tls)?;
                     if state.peer_has_closed() && state.plaintext_bytes_to_read() == 0 {
-                        return Ok(ReadOutcome::Closed);
+                        return got(filled, ReadOutcome::Closed);
                     }
                 }
-                Err(e) if is_retry(&e) => return Ok(ReadOutcome::WouldBlock),
+                Err(e) if is_retry(&e) => return got(filled, ReadOutcome::WouldBlock),
                 Err(e) => return Err(Error::Io(e)),
             }
         }
