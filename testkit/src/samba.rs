@@ -120,6 +120,8 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
+use base64::Engine as _;
+
 use crate::slapd::{sbin, tail, Error, Scope, Transport, KEEP_ENV};
 use crate::tools::{self, Output};
 
@@ -292,14 +294,7 @@ pub fn available() -> bool {
 /// the first three fields little-endian, so the bytes `40 62 fe 7a 02 b6 …` read
 /// `7afe6240-b602-…`.
 pub fn guid_string(guid: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(36);
-    for i in [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15] {
-        if matches!(i, 5 | 7 | 8 | 10) {
-            s.push('-');
-        }
-        let _ = write!(s, "{:02x}", guid[i]);
-    }
-    s
+    syncrepl_proto::object_guid(*guid).to_string()
 }
 
 /// The directory holding the provisioned template, provisioning it first if this process or an
@@ -1144,42 +1139,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim().trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        let v = BASE64.iter().position(|&b| b == c)?;
-        acc = ((acc << 6) | u32::try_from(v).ok()?) & 0xffff;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
-        }
-    }
-    Some(out)
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
 }
 
 #[cfg(test)]
