@@ -562,7 +562,7 @@ fn forcing_rfc4533_says_it_is_active_directory() {
         "--retry".into(),
         "none".into(),
     ]);
-    let out = Command::new(env!("CARGO_BIN_EXE_syncrepl"))
+    let out = syncrepl()
         .arg("watch")
         .arg(ad.url())
         .args(&args)

@@ -47,11 +47,6 @@ impl DirSyncFlags {
     /// What the mirror asks for by default: incremental values (the order of objects does not
     /// matter to it, so not parents first, which costs the server a sort).
     pub const DEFAULT: DirSyncFlags = DirSyncFlags(Self::INCREMENTAL_VALUES);
-
-    /// Whether `flag` is set.
-    pub fn contains(self, flag: u32) -> bool {
-        self.0 & flag == flag
-    }
 }
 
 impl Default for DirSyncFlags {
@@ -279,7 +274,7 @@ impl AdSync {
         if self.notification == Some(message.id) {
             return self.notified(message, out, next_id);
         }
-        let controls = message.sync_controls(b"", DIRSYNC_OID.as_bytes());
+        let done = message.control(DIRSYNC_OID.as_bytes());
         let ServerMessage { id, op, frame, .. } = message;
         match op {
             ServerOp::SearchEntry { dn, attributes } => {
@@ -300,7 +295,7 @@ impl AdSync {
                 if !result.is_success() {
                     return Ok(AdOutcome::Ended(Some(self.failed(result))));
                 }
-                let Some(value) = controls.done else {
+                let Some(value) = done else {
                     return Err(Violation::MissingDirSyncControl.into());
                 };
                 let raw = frame.slice(value.start..value.end);

@@ -53,25 +53,38 @@ pub(crate) struct SyncControls {
 }
 
 impl ServerMessage {
-    /// Finds the sync controls among the message's controls.
-    pub(crate) fn sync_controls(&self, state_oid: &[u8], done_oid: &[u8]) -> SyncControls {
-        let mut out = SyncControls::default();
-        let Some(controls) = self.controls else {
-            return out;
-        };
+    /// The message's controls as OID and value (RFC 4511 §4.1.11), in order.
+    fn control_values(&self) -> impl Iterator<Item = (&[u8], Option<Tlv>)> {
         let reader = Reader::new(&self.frame);
-        let mut r = reader.inside(controls);
+        let mut r = self
+            .controls
+            .map(|controls| reader.inside(controls))
+            .unwrap_or_else(|| Reader::new(&[]));
         // The controls were checked by decode_message, so reading them again cannot fail.
-        while let Ok(control) = r.read_any() {
+        std::iter::from_fn(move || {
+            let control = r.read_any().ok()?;
             let mut c = r.inside(control);
-            let Ok(oid) = c.read_any() else {
-                break;
-            };
+            let oid = c.read_any().ok()?;
             if c.peek_tag() == Some(TAG_BOOLEAN) {
                 let _ = c.read_any();
             }
             let value = c.read_optional(TAG_OCTET_STRING).ok().flatten();
-            let oid = reader.content(oid);
+            Some((reader.content(oid), value))
+        })
+    }
+
+    /// The value of the (last) control with this OID, e.g. DirSync's response control.
+    pub(crate) fn control(&self, oid: &[u8]) -> Option<Tlv> {
+        self.control_values()
+            .filter(|(o, _)| *o == oid)
+            .last()
+            .and_then(|(_, value)| value)
+    }
+
+    /// Finds the sync controls among the message's controls.
+    pub(crate) fn sync_controls(&self, state_oid: &[u8], done_oid: &[u8]) -> SyncControls {
+        let mut out = SyncControls::default();
+        for (oid, value) in self.control_values() {
             if oid == state_oid {
                 out.state_count += 1;
                 out.state = value;

@@ -628,7 +628,10 @@ impl Session {
             };
             let next_id = &mut self.next_id;
             let sync = AdSync::start(ad, cookie, &mut self.outbuf, || allocate(next_id))?;
-            let id = sync.searches().next().unwrap_or_default();
+            let id = sync
+                .searches()
+                .next()
+                .expect("AdSync::start sends the first pass");
             self.ad = Some(sync);
             return Ok(id);
         }

@@ -142,13 +142,12 @@ fn escape_into(out: &mut String, value: &str) {
 /// case kept (RFC 4514 §2.4), e.g. `("cn", "Ann, Smith")` for `CN=Ann\, Smith,OU=People`; `None`
 /// for a DN that does not parse, or a multi-valued first RDN.
 pub(crate) fn first_rdn(dn: &str) -> Option<(String, String)> {
-    let end = dn.len();
     let bytes = dn.as_bytes();
     let eq = dn.find('=')?;
     let ty = dn[..eq].trim().to_ascii_lowercase();
     let (value, next) = parse_value(bytes, eq + 1, false)?;
     match bytes.get(next) {
-        None | Some(b',' | b';') if next <= end => Some((ty, value)),
+        None | Some(b',' | b';') => Some((ty, value)),
         _ => None,
     }
 }

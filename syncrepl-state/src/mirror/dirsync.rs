@@ -76,6 +76,22 @@ fn plain_value(value: &[u8]) -> &[u8] {
     rest
 }
 
+/// An entry's attributes as a [`Merged`] list to edit.
+fn to_merged(list: &AttributeList) -> Merged {
+    list.iter()
+        .map(|a| (a.name.to_owned(), a.values.map(<[u8]>::to_vec).collect()))
+        .collect()
+}
+
+/// A [`Merged`] list as the attributes to store.
+fn to_list(merged: &Merged) -> AttributeList {
+    AttributeList::build(
+        merged
+            .iter()
+            .map(|(n, vs)| (n.as_str(), vs.iter().map(Vec::as_slice))),
+    )
+}
+
 fn position(merged: &Merged, name: &str) -> Option<usize> {
     merged
         .iter()
@@ -156,13 +172,7 @@ impl Mirror {
             self.entries.by_uuid.get(&uuid).map(|s| &s.entry.attributes)
         };
         let complete = full || known.is_some() || entry.attributes.get("objectClass").is_some();
-        let mut merged: Merged = known
-            .map(|list| {
-                list.iter()
-                    .map(|a| (a.name.to_owned(), a.values.map(<[u8]>::to_vec).collect()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut merged = known.map(to_merged).unwrap_or_default();
         merge(&mut merged, &entry.attributes);
         if let Some((ty, value)) = first_rdn(&entry.dn) {
             // The naming attribute follows the DN; AD does not send it again on a rename.
@@ -172,11 +182,7 @@ impl Mirror {
             }
         }
         self.select(&mut merged);
-        let attributes = AttributeList::build(
-            merged
-                .iter()
-                .map(|(n, vs)| (n.as_str(), vs.iter().map(Vec::as_slice))),
-        );
+        let attributes = to_list(&merged);
         let in_base = in_scope(&entry.dn, &self.spec.base, self.spec.scope);
         if !complete {
             if in_base {
@@ -253,11 +259,7 @@ impl Mirror {
             }
         }
         for (uuid, dn, merged) in updates {
-            let attributes = AttributeList::build(
-                merged
-                    .iter()
-                    .map(|(n, vs)| (n.as_str(), vs.iter().map(Vec::as_slice))),
-            );
+            let attributes = to_list(&merged);
             if in_scope(&dn, &self.spec.base, self.spec.scope) {
                 self.upsert(uuid, dn, attributes)?;
             } else {
@@ -273,11 +275,13 @@ impl Mirror {
         let asked = &self.spec.attributes;
         let all = asked.is_empty() || asked.iter().any(|a| a == "*");
         let named = |n: &str| asked.iter().any(|a| a.eq_ignore_ascii_case(n));
+        let filtered = self
+            .ad_filter()
+            .map(SearchFilter::attributes)
+            .unwrap_or_default();
         let needed = |n: &str| {
             n.eq_ignore_ascii_case("objectClass")
-                || self
-                    .ad_filter()
-                    .is_some_and(|f| f.attributes().iter().any(|a| a.eq_ignore_ascii_case(n)))
+                || filtered.iter().any(|a| a.eq_ignore_ascii_case(n))
         };
         merged.retain(|(name, _)| {
             let dirsync_only = DIRSYNC_ONLY.iter().any(|d| d.eq_ignore_ascii_case(name));
