@@ -135,7 +135,10 @@ fn text_value(v: &[u8]) -> String {
 pub fn write_change(out: &mut dyn Write, format: Format, change: &Change) -> io::Result<()> {
     match format {
         Format::Ldif => write_ldif(out, change),
-        Format::Json => write_json(out, change),
+        Format::Json => {
+            write_json(&mut *out, change)?;
+            out.write_all(b"\n")
+        }
         Format::Text => write_text(out, change),
     }
 }
@@ -157,10 +160,12 @@ fn write_ldif(out: &mut dyn Write, c: &Change) -> io::Result<()> {
     }
 }
 
-fn write_json(out: &mut dyn Write, c: &Change) -> io::Result<()> {
-    let mut ser = serde_json::Serializer::new(&mut *out);
-    JsonChange(c).serialize(&mut ser)?;
-    out.write_all(b"\n")
+/// One change as `--format json` prints it, without the newline. Generic over the writer so
+/// that serde's many small writes are inlined: the publishers write one such body per change.
+pub fn write_json<W: Write>(out: W, change: &Change) -> io::Result<()> {
+    let mut ser = serde_json::Serializer::new(out);
+    JsonChange(change).serialize(&mut ser)?;
+    Ok(())
 }
 
 /// A change as `--format json` writes it, serialized as it goes rather than built as a

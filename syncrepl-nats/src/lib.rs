@@ -14,6 +14,7 @@
 //!
 //! Its async runtime (tokio, for `async-nats`) lives in this crate only.
 
+pub mod acks;
 pub mod connect;
 pub mod publisher;
 pub mod reader;

@@ -11,6 +11,11 @@ use syncrepl::exit;
 use syncrepl::mio::{Outcome, StopHandle};
 use syncrepl_nats::{rebuild, Error, NatsArgs, Publisher, Record, StreamSettings, Subjects};
 
+/// Every message's body and headers are allocated on the sync thread and freed on the runtime's
+/// after the write: mimalloc frees across threads without glibc's arena locks and consolidation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Fan-out of an LDAP directory's changes through NATS JetStream.
 #[derive(Debug, Parser)]
 #[command(name = "syncrepl-nats", version, about)]
@@ -157,12 +162,13 @@ fn publish(args: &PublishArgs, runtime: &tokio::runtime::Runtime) -> i32 {
         }
         let prepared = runtime.block_on(async {
             let client = args.nats.connect().await?;
-            let js = async_nats::jetstream::new(client);
+            let js = async_nats::jetstream::new(client.clone());
             settings.ensure(&js, &subjects).await?;
-            Ok::<_, Error>(js)
+            let inbox = syncrepl_nats::acks::Inbox::subscribe(&client).await?;
+            Ok::<_, Error>((client, inbox))
         });
-        let js = match prepared {
-            Ok(js) => js,
+        let (client, inbox) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) if e.is_retryable() => {
                 match wait_to_retry(&options.retry, &mut attempt, &stop, &e) {
                     Some(code) => return code,
@@ -181,7 +187,8 @@ fn publish(args: &PublishArgs, runtime: &tokio::runtime::Runtime) -> i32 {
         };
         let mut publisher = Publisher::new(
             runtime.handle(),
-            js,
+            client,
+            inbox,
             subjects.clone(),
             identity,
             args.window,

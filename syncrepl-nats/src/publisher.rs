@@ -2,24 +2,22 @@
 //! JetStream and takes it only once JetStream has acknowledged it, with a bounded window of
 //! publishes in flight instead of one round trip each.
 
-use std::future::IntoFuture;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
-use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::message::PublishMessage as Publish;
-use async_nats::jetstream::Context;
-use async_nats::HeaderMap;
+use async_nats::{Client, HeaderMap, Subject, Subscriber};
 use bytes::Bytes;
-use syncrepl::cli::Format;
+use futures_util::{FutureExt, StreamExt};
 use syncrepl::proto::Cookie;
 use syncrepl::state::{Change, Entries, Mirror};
 use syncrepl::{Consumer, ConsumerError};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::acks::{self, Answer, Window, ACK_TIMEOUT};
 use crate::subjects::Subjects;
 use crate::Error;
 
@@ -66,11 +64,13 @@ fn valid_identity(text: &str) -> bool {
 /// change (a persist change goes at once, as a batch of one, since a flush follows it).
 const BATCH: usize = 128;
 
-/// One message for the publishing task: where, what, and the change it carries (none for a
-/// marker).
-struct Outgoing {
-    subject: String,
-    message: Publish,
+/// One message for the publishing task: where, its headers (`Nats-Msg-Id` among them) and body,
+/// and the change it carries (none for a marker).
+#[derive(Debug)]
+pub struct Outgoing {
+    subject: Subject,
+    headers: HeaderMap,
+    payload: Bytes,
     seq: Option<u64>,
 }
 
@@ -88,6 +88,8 @@ pub struct PublishStats {
 /// without a lock, and a lock and condition variable only for a flush that waits.
 #[derive(Debug, Default)]
 struct Shared {
+    /// The publishes in flight, pushed by the publishing task, answered by the acknowledging one.
+    window: Mutex<Window>,
     /// Messages acknowledged by JetStream, in order.
     count: AtomicU64,
     /// The highest change sequence number among them.
@@ -105,9 +107,11 @@ struct Shared {
 
 impl Shared {
     fn error(&self) -> MutexGuard<'_, Option<String>> {
-        self.error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.error.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn window(&self) -> MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn fail(&self, e: impl std::fmt::Display) {
@@ -130,13 +134,48 @@ impl Shared {
             self.changed.notify_all();
         }
     }
+
+    /// Takes JetStream's answer to one publish; then the publishes answered in order count as
+    /// acknowledged, and their permits go back to the publishing task.
+    fn take(&self, message: &async_nats::Message, permits: &Semaphore) -> Result<(), String> {
+        let index = acks::reply_index(&message.subject)
+            .ok_or_else(|| format!("an answer on an unexpected subject {}", message.subject))?;
+        let duplicate = match acks::answer(message) {
+            Answer::Stored => false,
+            Answer::Duplicate => true,
+            Answer::Refused(why) => return Err(why),
+        };
+        let mut window = self.window();
+        window.answer(index, duplicate).map_err(|e| e.to_string())?;
+        let mut settled = 0;
+        for publish in window.settle() {
+            settled += 1;
+            let counter = if publish.duplicate {
+                &self.duplicates
+            } else {
+                &self.stored
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if let Some(seq) = publish.seq {
+                self.acked.fetch_max(seq, Ordering::Release);
+            }
+        }
+        drop(window);
+        if settled > 0 {
+            let count = self.count.fetch_add(settled, Ordering::SeqCst) + settled;
+            permits.add_permits(settled as usize);
+            self.wake(count);
+        }
+        Ok(())
+    }
 }
 
 /// Publishes the change stream to JetStream (see the module documentation).
 ///
-/// The sync thread hands each message to a task on the runtime, which publishes it at once; a
-/// second task awaits the acknowledgements in order. Neither waits for the other, so publishes
-/// are pipelined; at most `max_in_flight` wait for their acknowledgement.
+/// The sync thread hands batches of messages to a task on the runtime, which publishes each at
+/// once with a reply subject in the publisher's [`Inbox`](acks::Inbox); a second task reads the
+/// answers there. Neither waits for the other, so publishes are pipelined; at most
+/// `max_in_flight` wait for their acknowledgement.
 pub struct Publisher {
     outgoing: mpsc::Sender<Vec<Outgoing>>,
     batch: Vec<Outgoing>,
@@ -145,6 +184,8 @@ pub struct Publisher {
     identity: String,
     /// Messages handed to the publishing task.
     sent: u64,
+    /// Dropped with the publisher, which ends the acknowledging task.
+    _stop: oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -157,64 +198,109 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// The publishing task: each message goes out once a permit of the window is free.
+async fn publish_all(
+    client: Client,
+    inbox: String,
+    mut batches: mpsc::Receiver<Vec<Outgoing>>,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+) {
+    while let Some(batch) = batches.recv().await {
+        for next in batch {
+            match permits.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_closed) => return,
+            }
+            let index = shared.window().push(next.seq, Instant::now());
+            let reply = Subject::from(format!("{inbox}.{index}"));
+            let published = client
+                .publish_with_reply_and_headers(next.subject, reply, next.headers, next.payload)
+                .await;
+            if let Err(e) = published {
+                shared.fail(e);
+                permits.close();
+                return;
+            }
+        }
+    }
+}
+
+/// The acknowledging task: reads every answer on the inbox until the publisher is dropped, a
+/// publish is refused, or the oldest in flight waited [`ACK_TIMEOUT`].
+async fn settle_answers(
+    mut answers: Subscriber,
+    mut stop: oneshot::Receiver<()>,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+) {
+    let failure = loop {
+        let wait = shared.window().oldest().map_or(ACK_TIMEOUT, |sent| {
+            (sent + ACK_TIMEOUT).saturating_duration_since(Instant::now())
+        });
+        let next = tokio::select! {
+            _ = &mut stop => return,
+            next = tokio::time::timeout(wait, answers.next()) => next,
+        };
+        let message = match next {
+            Ok(Some(message)) => message,
+            Ok(None) => break "the subscription to the acknowledgements ended".to_owned(),
+            Err(_elapsed) => {
+                let late = shared
+                    .window()
+                    .oldest()
+                    .is_some_and(|s| s.elapsed() >= ACK_TIMEOUT);
+                if late {
+                    break format!("no acknowledgement from JetStream within {ACK_TIMEOUT:?}");
+                }
+                continue;
+            }
+        };
+        if let Err(why) = shared.take(&message, &permits) {
+            break why;
+        }
+        // The answers already received, without a timer each.
+        let mut refused = None;
+        while let Some(Some(message)) = answers.next().now_or_never() {
+            if let Err(why) = shared.take(&message, &permits) {
+                refused = Some(why);
+                break;
+            }
+        }
+        if let Some(why) = refused {
+            break why;
+        }
+    };
+    shared.fail(failure);
+    permits.close();
+}
+
 impl Publisher {
-    /// A publisher on `js` (whose client runs on `runtime`), to `subjects`, naming messages
-    /// after `identity`; at most `max_in_flight` publishes wait for their acknowledgement.
+    /// A publisher on `client` (which runs on `runtime`), to `subjects`, answered on `inbox`,
+    /// naming messages after `identity`; at most `max_in_flight` publishes wait for their
+    /// acknowledgement.
     pub fn new(
         runtime: &Handle,
-        js: Context,
+        client: Client,
+        inbox: acks::Inbox,
         subjects: Subjects,
         identity: String,
         max_in_flight: usize,
     ) -> Publisher {
-        let max_in_flight = max_in_flight.max(1);
-        let (outgoing, mut to_publish) =
-            mpsc::channel::<Vec<Outgoing>>(max_in_flight.div_ceil(BATCH));
-        let (in_flight, mut to_settle) =
-            mpsc::channel::<(Option<u64>, PublishAckFuture)>(max_in_flight);
+        let max_in_flight = max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+        let (outgoing, to_publish) = mpsc::channel::<Vec<Outgoing>>(max_in_flight.div_ceil(BATCH));
         let shared = Arc::new(Shared::default());
-        let publishing = shared.clone();
-        runtime.spawn(async move {
-            'publishing: while let Some(batch) = to_publish.recv().await {
-                for next in batch {
-                    match js.send_publish(next.subject, next.message).await {
-                        Ok(ack) => {
-                            if in_flight.send((next.seq, ack)).await.is_err() {
-                                break 'publishing;
-                            }
-                        }
-                        Err(e) => {
-                            publishing.fail(e);
-                            break 'publishing;
-                        }
-                    }
-                }
-            }
-        });
-        let settling = shared.clone();
-        runtime.spawn(async move {
-            while let Some((seq, ack)) = to_settle.recv().await {
-                match ack.into_future().await {
-                    Ok(ack) => {
-                        let counter = if ack.duplicate {
-                            &settling.duplicates
-                        } else {
-                            &settling.stored
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        if let Some(seq) = seq {
-                            settling.acked.fetch_max(seq, Ordering::Release);
-                        }
-                        let count = settling.count.fetch_add(1, Ordering::SeqCst) + 1;
-                        settling.wake(count);
-                    }
-                    Err(e) => {
-                        settling.fail(e);
-                        break;
-                    }
-                }
-            }
-        });
+        let permits = Arc::new(Semaphore::new(max_in_flight));
+        let (prefix, answers) = inbox.into_parts();
+        let (stop, stopped) = oneshot::channel();
+        runtime.spawn(publish_all(
+            client,
+            prefix,
+            to_publish,
+            shared.clone(),
+            permits.clone(),
+        ));
+        runtime.spawn(settle_answers(answers, stopped, shared.clone(), permits));
         Publisher {
             outgoing,
             batch: Vec::with_capacity(BATCH),
@@ -222,6 +308,7 @@ impl Publisher {
             subjects,
             identity,
             sent: 0,
+            _stop: stop,
         }
     }
 
@@ -246,15 +333,11 @@ impl Publisher {
         self.shared.error().clone().map(Error::Publish)
     }
 
-    fn send(&mut self, subject: String, message: Publish, seq: Option<u64>) -> Result<(), Error> {
+    fn send(&mut self, message: Outgoing) -> Result<(), Error> {
         if let Some(e) = self.error() {
             return Err(e);
         }
-        self.batch.push(Outgoing {
-            subject,
-            message,
-            seq,
-        });
+        self.batch.push(message);
         self.sent += 1;
         if self.batch.len() >= BATCH {
             self.hand_over()?;
@@ -292,7 +375,7 @@ impl Publisher {
             guard = shared
                 .changed
                 .wait(guard)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                .unwrap_or_else(PoisonError::into_inner);
         };
         shared.waiting_for.store(0, Ordering::SeqCst);
         result
@@ -300,46 +383,59 @@ impl Publisher {
 
     fn marker(&mut self, kind: &str, body: serde_json::Value) -> Result<(), Error> {
         let acked = self.shared.acked.load(Ordering::Acquire);
-        let id = format!("{}-{kind}-{acked}", self.identity);
-        let message = Publish::build()
-            .payload(Bytes::from(body.to_string()))
-            .header(KIND_HEADER, kind)
-            .message_id(id);
-        self.send(self.subjects.marker(), message, None)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(KIND_HEADER, kind);
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("{}-{kind}-{acked}", self.identity).as_str(),
+        );
+        self.send(Outgoing {
+            subject: self.subjects.marker().into(),
+            headers,
+            payload: Bytes::from(body.to_string()),
+            seq: None,
+        })?;
         self.settle_all()
     }
 }
 
-/// The message of one change: its JSON (as `watch --format json` prints it) and its headers.
-pub fn change_message(change: &Change, uuid: &str, identity: &str) -> Result<Publish, Error> {
+/// The message of one change: its JSON body (as `watch --format json` prints it) and its
+/// headers, to the entry's subject.
+pub fn change_message(
+    change: &Change,
+    subjects: &Subjects,
+    identity: &str,
+) -> Result<Outgoing, Error> {
     // About what the JSON takes: the values, their names and quotes.
     let mut body = Vec::with_capacity(256 + 2 * change.entry.attributes.as_ber().len());
-    syncrepl::output::write_change(&mut body, Format::Json, change)
+    syncrepl::output::write_json(&mut body, change)
         .map_err(|e| Error::Publish(format!("encoding change {}: {e}", change.seq)))?;
-    if body.last() == Some(&b'\n') {
-        body.pop();
-    }
+    let uuid = change.uuid.to_string();
     let mut headers = HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("{identity}-{}", change.seq).as_str(),
+    );
     headers.insert(SEQ_HEADER, change.seq.to_string().as_str());
     headers.insert(KIND_HEADER, change.label());
-    headers.insert(UUID_HEADER, uuid);
+    headers.insert(UUID_HEADER, uuid.as_str());
     if !change.dn().contains(['\r', '\n']) {
         headers.insert(DN_HEADER, change.dn());
     }
-    Ok(Publish::build()
-        .payload(Bytes::from(body))
-        .headers(headers)
-        .message_id(format!("{identity}-{}", change.seq)))
+    Ok(Outgoing {
+        subject: subjects.entry(&uuid).into(),
+        headers,
+        payload: Bytes::from(body),
+        seq: Some(change.seq),
+    })
 }
 
 impl Consumer for Publisher {
     fn on_change(&mut self, change: &Change) -> Result<(), ConsumerError> {
-        let uuid = change.uuid.to_string();
-        let message = change_message(change, &uuid, &self.identity)?;
-        self.send(self.subjects.entry(&uuid), message, Some(change.seq))?;
+        let message = change_message(change, &self.subjects, &self.identity)?;
+        self.send(message)?;
         Ok(())
     }
-
     fn flush(&mut self) -> Result<(), ConsumerError> {
         Ok(self.settle_all()?)
     }
