@@ -3,6 +3,11 @@
 `syncrepl watch --state` of the same refresh, and the persist latency from `ldapmodify` to the
 message reaching a JetStream consumer (`syncrepl-nats dump --follow`), in the same run.
 
+A third client is JetStream's floor: as many messages, of the bodies' mean size and with the same
+headers and subjects, published and acknowledged by a client with nothing else to do (the
+`jetstream_floor` example). The publisher's time over the floor is what it adds to JetStream's
+own cost; nats-server's CPU is read from /proc for each client.
+
 Run it through bench/run.sh, which builds the binaries. One slapd (the testkit's launcher) and
 one nats-server with JetStream, both throwaway, serve every client.
 """
@@ -46,6 +51,12 @@ class Nats:
             time.sleep(0.05)
         self.url = f"nats://127.0.0.1:{self.port}"
 
+    def cpu(self):
+        """CPU seconds nats-server has used so far, from /proc."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -60,6 +71,7 @@ def main():
     parser.add_argument("--syncrepl", required=True)
     parser.add_argument("--nats-bin", required=True, help="the syncrepl-nats binary")
     parser.add_argument("--launcher", required=True)
+    parser.add_argument("--floor-bin", required=True, help="the jetstream_floor example")
     args = parser.parse_args()
     for n in args.sizes:
         server = Server(args.launcher, n, 1000)
@@ -70,33 +82,55 @@ def main():
                 "--allow-cleartext-password"]
         url = server.sync_url()
         try:
-            watch, published = [], []
+            body = body_size(args, url, bind, env, n)
+            watch, published, floor = [], [], []
+            server_cpu = {"watch": [], "publish": [], "floor": []}
+
+            def run_one(kind, runs, argv):
+                before = nats.cpu()
+                runs.append(measured(argv, env=env))
+                server_cpu[kind].append(nats.cpu() - before)
+
             for run in range(args.runs):
                 state = os.path.join(work, f"watch-{run}")
-                watch.append(measured(
-                    [args.syncrepl, "watch", url, "--state", state, "--refresh-only", *bind],
-                    env=env,
-                ))
+                run_one("watch", watch,
+                        [args.syncrepl, "watch", url, "--state", state, "--refresh-only", *bind])
                 state = os.path.join(work, f"publish-{run}")
-                published.append(measured(
-                    [args.nats_bin, "publish", url, "--state", state, "--refresh-only", *bind,
-                     "--nats", nats.url, "--stream", f"BENCH{run}", "--subject", f"bench{run}"],
-                    env=env,
-                ))
+                run_one("publish", published,
+                        [args.nats_bin, "publish", url, "--state", state, "--refresh-only", *bind,
+                         "--nats", nats.url, "--stream", f"BENCH{run}", "--subject", f"bench{run}"])
+                run_one("floor", floor,
+                        [args.floor_bin, nats.url, f"FLOOR{run}", str(n), str(body)])
             ref = median([m.wall for m in watch])
-            print(f"N = {n}: full refresh, medians of {args.runs} runs", flush=True)
-            for name, runs in [("syncrepl watch --state", watch),
-                               ("syncrepl-nats publish (acknowledged)", published)]:
+            base = median([m.wall for m in floor])
+            print(f"N = {n}: full refresh, medians of {args.runs} runs (bodies {body} bytes)",
+                  flush=True)
+            for kind, name, runs in [
+                ("watch", "syncrepl watch --state", watch),
+                ("publish", "syncrepl-nats publish (acknowledged)", published),
+                ("floor", "JetStream alone (jetstream_floor)", floor),
+            ]:
                 wall = median([m.wall for m in runs])
                 cpu = median([m.cpu for m in runs])
                 rss = median([m.rss_kib for m in runs]) / 1024
                 print(f"  {name:<38} wall {wall:7.3f} s  cpu {cpu:7.3f} s  rss {rss:7.1f} MiB"
-                      f"  wall / watch: {wall / ref:5.2f}x", flush=True)
+                      f"  nats-server cpu {median(server_cpu[kind]):6.3f} s"
+                      f"  wall / watch: {wall / ref:5.2f}x  wall / floor: {wall / base:5.2f}x",
+                      flush=True)
             latency(args, server, nats, work, env, bind)
         finally:
             nats.stop()
             server.stop()
             shutil.rmtree(work, ignore_errors=True)
+
+
+def body_size(args, url, bind, env, n):
+    """The mean size of the publisher's bodies: `watch --format json`'s lines, less newlines."""
+    out = subprocess.run(
+        [args.syncrepl, "watch", url, "--refresh-only", "--format", "json", *bind],
+        env=env, capture_output=True, check=True,
+    ).stdout
+    return max(1, (len(out) - out.count(b"\n")) // max(1, n))
 
 
 def latency(args, server, nats, work, env, bind):

@@ -68,8 +68,9 @@ python3 bench/gssapi.py --syncrepl "target/$profile/syncrepl" \
 # JetStream consumer.
 nats_args=(100000 --runs 3 --latency-changes 300)
 [ -n "$smoke" ] && nats_args=(1000 --runs 1 --latency-changes 20)
-cargo build "${build[@]}" -p syncrepl-nats
+cargo build "${build[@]}" -p syncrepl-nats --bins --examples
 python3 bench/nats.py --syncrepl "target/$profile/syncrepl" --nats-bin "target/$profile/syncrepl-nats" \
+    --floor-bin "target/$profile/examples/jetstream_floor" \
     --launcher "target/$profile/examples/slapd" "${nats_args[@]}"
 
 # Two multi-provider slapds: what a resume costs with the cookie as last sent and as kept.
