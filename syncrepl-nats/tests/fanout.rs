@@ -2,6 +2,8 @@
 //! started on loopback by the testkit: every change in the stream exactly once, through crashes
 //! of the publisher, a node of a cluster going away, and NATS down at start and in the middle.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,6 +11,8 @@ use std::time::{Duration, Instant};
 use syncrepl_nats::{NatsArgs, Reader, Record, Subjects};
 use syncrepl_testkit::slapd::{Options, Slapd, BASE};
 use syncrepl_testkit::{NatsCluster, NatsServer};
+
+use common::runtime;
 
 /// The search: people, minus those marked `employeeType: gone` (to move entries out of it).
 const FILTER: &str = "(&(objectClass=inetOrgPerson)(!(employeeType=gone)))";
@@ -41,14 +45,6 @@ fn publisher(slapd: &Slapd, state: &Path, nats: &str, stream: &str, extra: &[&st
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// The seq of every change in the stream, in stream order, and its markers; read again while a

@@ -2,19 +2,15 @@
 //! the same message id dropped as a duplicate, a subject no stream listens on, and a stream that
 //! refuses a message. Each failure stops the publisher with the server's reason.
 
+mod common;
+
 use async_nats::jetstream::stream::{Config, DiscardPolicy};
 use syncrepl::Consumer;
 use syncrepl_nats::acks::Inbox;
 use syncrepl_nats::{NatsArgs, Publisher, StreamSettings, Subjects};
 use syncrepl_testkit::NatsServer;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use common::runtime;
 
 fn publisher(rt: &tokio::runtime::Runtime, nats: &NatsServer, prefix: &str, id: &str) -> Publisher {
     let (client, inbox) = rt.block_on(async {
