@@ -167,11 +167,22 @@ def test_please_stop_from_another_thread_ends_run_within_a_second(slapd, data_pa
 def test_ctrl_c_interrupts_poll_on_the_main_thread(slapd, data_path):
     cb = mirror_callback()
     client = Syncrepl(data_path, cb, SyncreplMode.REFRESH_AND_PERSIST, slapd.sync_url())
+    # A shell without job control starts background commands with SIGINT ignored, and Python
+    # then installs no handler of its own: this test sets Python's default for its duration.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # Should the interrupt never arrive, the run stops and pytest.raises fails, instead of the
+    # test waiting forever.
+    rescue = threading.Timer(10, client.please_stop)
     timer.start()
+    rescue.start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        client.run()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.run()
+    finally:
+        rescue.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 5
     client.unbind()
     assert cb.refreshed
