@@ -9,7 +9,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use crate::slapd::Error;
+use crate::Error;
 
 /// File names inside the server's directory.
 pub(crate) const CA_PEM: &str = "ca.pem";

@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::slapd::{Error, BASE};
+use crate::slapd::BASE;
 use crate::tools::Output;
+use crate::Error;
 
 /// The Directory Manager's DN.
 pub const ADMIN_DN: &str = "cn=Directory Manager";
@@ -56,21 +57,8 @@ impl DirSrv {
                     .into(),
             ));
         }
-        let temp = tempfile::Builder::new()
-            .prefix("syncrepl-389-")
-            .tempdir()
-            .map_err(|e| Error::io("make a temporary directory", e))?;
-        let root = temp.path().to_path_buf();
-        let keep =
-            std::env::var_os(crate::slapd::KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0");
-        let temp = if keep {
-            eprintln!("syncrepl-testkit: keeping {}", root.display());
-            let _ = temp.keep();
-            None
-        } else {
-            Some(temp)
-        };
-        let port = crate::slapd::free_port(&[])?;
+        let (root, temp) = crate::host::temp_dir("syncrepl-389-")?;
+        let port = crate::host::free_port(&[])?;
         let mut server = DirSrv {
             root,
             _temp: temp,

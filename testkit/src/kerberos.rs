@@ -46,15 +46,15 @@
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::slapd::{sbin, tail, Error, KEEP_ENV};
+use crate::process::{output_since, sbin, tail, ChildLog};
 use crate::tools::{self, Output};
+use crate::Error;
 
 /// The default realm name.
 pub const REALM: &str = "EXAMPLE.TEST";
@@ -280,18 +280,7 @@ impl Realm {
     /// Starts a realm: directory, database, principals and keytabs, then the KDC.
     pub fn try_start(options: RealmOptions) -> Result<Realm, Error> {
         options.check()?;
-        let temp = tempfile::Builder::new()
-            .prefix("syncrepl-krb5-")
-            .tempdir()
-            .map_err(|e| Error::io("make a temporary directory", e))?;
-        let dir = temp.path().to_path_buf();
-        let temp = if std::env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
-            eprintln!("syncrepl-testkit: keeping {}", dir.display());
-            let _ = temp.keep();
-            None
-        } else {
-            Some(temp)
-        };
+        let (dir, temp) = crate::host::temp_dir("syncrepl-krb5-")?;
         if dir
             .to_string_lossy()
             .contains(|c: char| c.is_whitespace() || c == '"')
@@ -436,27 +425,18 @@ impl Realm {
     /// Starts the KDC on the current port and waits until it listens.
     fn launch(&mut self) -> Result<(), Error> {
         let log_path = self.log_path();
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(format!("open {}", log_path.display()), e))?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let log2 = log
-            .try_clone()
-            .map_err(|e| Error::io("duplicate the log file", e))?;
+        let log = ChildLog::open(&log_path)?;
+        let log_start = log.start;
         let mut child = self
             .admin_command("krb5kdc")
             .args(["-n", "-r", &self.options.name])
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
+            .stdout(log.stdout)
+            .stderr(log.stderr)
             .spawn()
             .map_err(|e| Error::io(format!("run {}", sbin("krb5kdc").display()), e))?;
         let failure = |reason: String| {
-            let text = std::fs::read(&log_path).unwrap_or_default();
-            let new = String::from_utf8_lossy(text.get(log_start as usize..).unwrap_or_default())
-                .into_owned();
+            let new = output_since(&log_path, log_start);
             Error::Kdc {
                 port_in_use: new.contains("Address already in use"),
                 reason,

@@ -26,6 +26,8 @@
 
 mod certs;
 pub mod dirsrv;
+mod error;
+mod host;
 pub mod kerberos;
 pub mod ldif;
 pub mod multiprovider;
@@ -36,8 +38,10 @@ pub mod samba;
 pub mod slapd;
 mod tools;
 
+pub use error::Error;
+pub use host::KEEP_ENV;
 pub use kerberos::Realm;
 pub use multiprovider::Providers;
 pub use nats::{NatsCluster, NatsNode, NatsOptions, NatsServer};
 pub use samba::{SambaDc, SambaOptions};
-pub use slapd::{Bind, Error, Gssapi, Options, Output, Peer, ReplicaOf, Scope, Slapd, Transport};
+pub use slapd::{Bind, Gssapi, Options, Output, Peer, ReplicaOf, Scope, Slapd, Transport};

@@ -49,7 +49,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::slapd::{free_port, Bind, Error, Options, Peer, Scope, Slapd, Transport};
+use crate::host::free_port;
+use crate::slapd::{Bind, Options, Peer, Scope, Slapd, Transport};
+use crate::Error;
 
 /// Running multi-provider servers (serverID 1, 2, …) that replicate every change to each other;
 /// dropping it stops them all and removes their directories.

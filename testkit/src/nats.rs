@@ -52,7 +52,6 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -60,7 +59,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::certs;
-use crate::slapd::{free_port, sbin, tail, Error, KEEP_ENV};
+use crate::host::free_port;
+use crate::process::{output_since, sbin, tail, ChildLog};
+use crate::Error;
 
 /// The name of the single server ([`NatsServer`]); cluster nodes are `n1`, `n2`, ….
 pub const SERVER_NAME: &str = "syncrepl-nats";
@@ -284,20 +285,13 @@ impl NatsNode {
     /// Starts nats-server (it must not be running).
     fn spawn(&mut self) -> Result<(), Error> {
         let log_path = self.log_path();
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(format!("open {}", log_path.display()), e))?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let log2 = log
-            .try_clone()
-            .map_err(|e| Error::io("duplicate the log file", e))?;
+        let log = ChildLog::open(&log_path)?;
+        let log_start = log.start;
         let child = Command::new(sbin("nats-server"))
             .args(&self.args)
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
+            .stdout(log.stdout)
+            .stderr(log.stderr)
             .spawn()
             .map_err(|e| Error::io(format!("run {}", sbin("nats-server").display()), e))?;
         self.child = Some(child);
@@ -309,9 +303,7 @@ impl NatsNode {
     /// last start says a port was taken.
     fn failure(&self, reason: String) -> Error {
         let path = self.log_path();
-        let text = std::fs::read(&path).unwrap_or_default();
-        let new = String::from_utf8_lossy(text.get(self.log_start as usize..).unwrap_or_default())
-            .into_owned();
+        let new = output_since(&path, self.log_start);
         Error::Nats {
             port_in_use: new.contains("address already in use"),
             reason: format!("{}: {reason}", self.name),
@@ -353,13 +345,9 @@ impl NatsNode {
     }
 }
 
-/// The temporary directory (kept with [`KEEP_ENV`]) and the guard that removes it.
+/// The temporary directory (kept with [`crate::KEEP_ENV`]) and the guard that removes it.
 fn temp_dir(prefix: &str) -> Result<(PathBuf, Option<tempfile::TempDir>), Error> {
-    let temp = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .map_err(|e| Error::io("make a temporary directory", e))?;
-    let dir = temp.path().to_path_buf();
+    let (dir, temp) = crate::host::temp_dir(prefix)?;
     if dir.to_string_lossy().contains(['"', '\\', '\n']) {
         // The paths go into quoted strings of configuration files.
         return Err(Error::Options(format!(
@@ -367,13 +355,7 @@ fn temp_dir(prefix: &str) -> Result<(PathBuf, Option<tempfile::TempDir>), Error>
             dir.display()
         )));
     }
-    if std::env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
-        eprintln!("syncrepl-testkit: keeping {}", dir.display());
-        let _ = temp.keep();
-        Ok((dir, None))
-    } else {
-        Ok((dir, Some(temp)))
-    }
+    Ok((dir, temp))
 }
 
 /// Makes `dir` (and its store directory) for a node.

@@ -122,8 +122,10 @@ use rcgen::{
 
 use base64::Engine as _;
 
-use crate::slapd::{sbin, tail, Error, Scope, Transport, KEEP_ENV};
+use crate::process::{output_since, sbin, tail, ChildLog};
+use crate::slapd::{Scope, Transport};
 use crate::tools::{self, Output};
+use crate::Error;
 
 /// The Kerberos realm, also the DNS domain in upper case.
 pub const REALM: &str = "EXAMPLE.TEST";
@@ -334,18 +336,7 @@ impl SambaDc {
         }
         options.check()?;
         let template = template_dir()?;
-        let temp = tempfile::Builder::new()
-            .prefix("syncrepl-samba-")
-            .tempdir()
-            .map_err(|e| Error::io("make a temporary directory", e))?;
-        let dir = temp.path().to_path_buf();
-        let temp = if std::env::var_os(KEEP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
-            eprintln!("syncrepl-testkit: keeping {}", dir.display());
-            let _ = temp.keep();
-            None
-        } else {
-            Some(temp)
-        };
+        let (dir, temp) = crate::host::temp_dir("syncrepl-samba-")?;
         copy_tree(&template, &dir)?;
         for sub in ["tls", "run", "log"] {
             let path = dir.join(sub);
@@ -435,15 +426,8 @@ impl SambaDc {
     /// Starts `samba` in the foreground as our child and waits until ldaps answers.
     fn launch(&mut self) -> Result<(), Error> {
         let log_path = self.dir.join(LOG);
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(format!("open {}", log_path.display()), e))?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let log2 = log
-            .try_clone()
-            .map_err(|e| Error::io("duplicate the log file", e))?;
+        let log = ChildLog::open(&log_path)?;
+        let log_start = log.start;
         // A killed samba leaves its PID file behind; the next one need not see it.
         let _ = std::fs::remove_file(self.dir.join("run/samba.pid"));
         let server = Command::new(sbin("samba"))
@@ -454,8 +438,8 @@ impl SambaDc {
             // `Child`, closes when this process ends, however it ends, so no server outlives
             // its test.
             .stdin(Stdio::piped())
-            .stdout(log)
-            .stderr(log2)
+            .stdout(log.stdout)
+            .stderr(log.stderr)
             .spawn()
             .map_err(|e| Error::io("start samba", e))?;
         self.server = Some(server);
@@ -507,9 +491,7 @@ impl SambaDc {
     }
 
     fn log_since(&self, start: u64) -> String {
-        let text = std::fs::read(self.dir.join(LOG)).unwrap_or_default();
-        let from = usize::try_from(start).unwrap_or(0).min(text.len());
-        let text = String::from_utf8_lossy(&text[from..]).into_owned();
+        let text = output_since(&self.dir.join(LOG), start);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::slapd::Error;
+use crate::Error;
 
 /// What a tool printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -405,7 +405,7 @@ fn restarts_keep_the_data_ports_and_directory() {
     slapd.stop();
     let dir = slapd.dir().to_path_buf();
     drop(slapd);
-    if std::env::var_os(syncrepl_testkit::slapd::KEEP_ENV).is_none() {
+    if std::env::var_os(syncrepl_testkit::KEEP_ENV).is_none() {
         assert!(!dir.exists());
     }
 }
