@@ -155,7 +155,7 @@ pub(crate) enum AdOutcome {
     Continue,
     /// The sync is over, with this event if it ended otherwise than by completing a refreshOnly
     /// sync.
-    Ended(Option<crate::session::Event>),
+    Ended(Option<crate::event::Event>),
 }
 
 /// A sync over DirSync: the notification search (refreshAndPersist) and the pass in flight.
@@ -268,9 +268,9 @@ impl AdSync {
         message: ServerMessage,
         out: &mut Vec<u8>,
         mut next_id: impl FnMut() -> MessageId,
-        mut push: impl FnMut(crate::session::Event),
+        mut push: impl FnMut(crate::event::Event),
     ) -> Result<AdOutcome, Error> {
-        use crate::session::{Event, RefreshPhase};
+        use crate::event::{Event, RefreshPhase};
         if self.notification == Some(message.id) {
             return self.notified(message, out, next_id);
         }
@@ -358,7 +358,7 @@ impl AdSync {
             }
             ServerOp::SearchDone(result) => {
                 self.notification = None;
-                Ok(AdOutcome::Ended(Some(crate::session::Event::SearchDone {
+                Ok(AdOutcome::Ended(Some(crate::event::Event::SearchDone {
                     result,
                     cookie: None,
                 })))
@@ -375,14 +375,14 @@ impl AdSync {
     /// The event for a pass that failed: a cookie the server cannot use (unavailableCriticalExtension
     /// after a cookie was sent, as Samba and AD answer a stale or foreign cookie) asks for a full
     /// reload, like RFC 4533's e-syncRefreshRequired; anything else ends the search.
-    fn failed(&self, result: LdapResult) -> crate::session::Event {
+    fn failed(&self, result: LdapResult) -> crate::event::Event {
         if result.code == ResultCode::UNAVAILABLE_CRITICAL_EXTENSION && self.pass_had_cookie {
-            crate::session::Event::RefreshRequired {
+            crate::event::Event::RefreshRequired {
                 result,
                 cookie: None,
             }
         } else {
-            crate::session::Event::SearchDone {
+            crate::event::Event::SearchDone {
                 result,
                 cookie: None,
             }

@@ -26,7 +26,9 @@ mod cookie;
 mod dirsync;
 mod entry;
 mod error;
+mod event;
 mod filter;
+mod frame;
 mod message;
 mod request;
 mod root_dse;
@@ -50,16 +52,15 @@ pub use dirsync::{
 };
 pub use entry::{Attribute, AttributeList, Attributes, SyncEntry, Values};
 pub use error::{DecodeError, Error, Violation};
+pub use event::{BindResult, ContentEvent, Event, RefreshPhase};
 pub use filter::{check_filter, FilterError, SearchFilter};
+pub use frame::{message_length, Frame};
 pub use request::{
     DerefAliases, Scope, SyncRequest, CANCEL_OID, NOTICE_OF_DISCONNECTION_OID, START_TLS_OID,
     WHO_AM_I_OID,
 };
 pub use root_dse::RootDse;
-pub use session::{
-    message_length, BindResult, ContentEvent, Event, Frame, RefreshPhase, Session, SessionConfig,
-    Stage,
-};
+pub use session::{Session, SessionConfig, Stage};
 pub use types::{
     Cookie, EntryUuid, LdapResult, MessageId, ParseUuidError, ResultCode, SyncMode, SyncState,
 };

@@ -111,14 +111,14 @@ impl RootDseRead {
     pub(crate) fn message(
         &mut self,
         message: ServerMessage,
-    ) -> Result<Option<crate::session::Event>, Error> {
+    ) -> Result<Option<crate::event::Event>, Error> {
         match message.op {
             ServerOp::SearchEntry { dn, attributes } if dn.is_empty() && self.found.is_none() => {
                 self.found = Some(RootDse::from_entry(&attributes));
                 Ok(None)
             }
             ServerOp::SearchReference(_) => Ok(None),
-            ServerOp::SearchDone(result) => Ok(Some(crate::session::Event::RootDse {
+            ServerOp::SearchDone(result) => Ok(Some(crate::event::Event::RootDse {
                 root_dse: Box::new(self.found.take().unwrap_or_default()),
                 result,
             })),
