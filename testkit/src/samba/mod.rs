@@ -107,25 +107,30 @@
 //! Every wait is bounded, and signals only ever go to the `samba` this module started, by its
 //! PID.
 
+mod address;
+mod client;
+mod template;
+
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use base64::Engine as _;
-
+use self::address::{claim_address, Claim};
+use self::template::copy_tree;
 use crate::process::{output_since, sbin, tail, ChildLog};
-use crate::slapd::{Scope, Transport};
-use crate::tools::{self, Output};
+use crate::slapd::Transport;
+use crate::tools;
 use crate::Error;
+
+pub use self::client::{Account, DirSync};
+pub use self::template::{template_dir, CACHE_ENV};
 
 /// The Kerberos realm, also the DNS domain in upper case.
 pub const REALM: &str = "EXAMPLE.TEST";
@@ -141,19 +146,6 @@ pub const USERS_DN: &str = "CN=Users,DC=example,DC=test";
 pub const ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=example,DC=test";
 /// The Administrator's password (it meets AD's complexity rules).
 pub const ADMIN_PW: &str = "Admin-pw-4533!";
-/// Environment variable naming the directory that caches the provisioned template (default:
-/// `syncrepl-testkit` in the cargo target directory of the running test, else in the system's
-/// temporary directory).
-pub const CACHE_ENV: &str = "SYNCREPL_TESTKIT_SAMBA_CACHE";
-
-/// Bumped whenever the provisioning changes, so that an old cached template is not used.
-const TEMPLATE_FORMAT: u32 = 1;
-/// The ports Samba's LDAP server binds, all fixed.
-const PORTS: [u16; 4] = [389, 636, 3268, 3269];
-/// The last byte of the loopback addresses instances may claim (`127.0.0.1` is left to the
-/// other fixtures and to system services).
-const HOSTS: std::ops::RangeInclusive<u8> = 2..=254;
-const PROVISION_TIMEOUT: Duration = Duration::from_secs(180);
 const LOG: &str = "samba.log";
 
 /// How the domain controller is run. Build it with [`SambaDc::builder`] and the chainable
@@ -233,42 +225,6 @@ impl SambaOptions {
     }
 }
 
-/// Whom a helper's LDAP tool binds as (always a simple bind).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Account<'a> {
-    /// No bind: enough for the root DSE only.
-    Anonymous,
-    /// [`ADMIN_DN`] with [`ADMIN_PW`].
-    Administrator,
-    /// A user: `name` is a DN (it contains `=`), a user principal name (it contains `@`), or an
-    /// account name, which becomes `name@EXAMPLE.TEST`.
-    User {
-        /// The account.
-        name: &'a str,
-        /// Its password.
-        password: &'a str,
-    },
-}
-
-/// What a DirSync search returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirSync {
-    /// The entries as `ldapsearch -LLL -o ldif-wrap=no` printed them, without its comments.
-    pub ldif: String,
-    /// The cookie of the response control, base64 as ldapsearch prints and takes it; give it to
-    /// the next [`SambaDc::dirsync`].
-    pub cookie: String,
-    /// The response's "more data" flag (Samba 4.17 never pages, so it is false).
-    pub more: bool,
-}
-
-impl DirSync {
-    /// The cookie's bytes (they start with `MSDS`).
-    pub fn cookie_bytes(&self) -> Vec<u8> {
-        base64_decode(&self.cookie).unwrap_or_default()
-    }
-}
-
 /// A running Samba AD domain controller in its own temporary directory, on its own loopback
 /// address; dropping it stops the server, removes the directory and frees the address.
 #[derive(Debug)]
@@ -278,13 +234,6 @@ pub struct SambaDc {
     server: Option<Child>,
     address: Claim,
     _temp: Option<tempfile::TempDir>,
-}
-
-/// A loopback address claimed by an exclusive lock on its lock file, kept open.
-#[derive(Debug)]
-struct Claim {
-    ip: Ipv4Addr,
-    _lock: File,
 }
 
 /// Whether Samba's domain controller and its provisioning tool are on this machine.
@@ -297,20 +246,6 @@ pub fn available() -> bool {
 /// `7afe6240-b602-…`.
 pub fn guid_string(guid: &[u8; 16]) -> String {
     syncrepl_proto::object_guid(*guid).to_string()
-}
-
-/// The directory holding the provisioned template, provisioning it first if this process or an
-/// earlier one has not (see the module documentation). [`SambaDc::start`] calls it; call it
-/// yourself to pay (or time) the provisioning up front.
-pub fn template_dir() -> Result<PathBuf, Error> {
-    static TEMPLATE: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut template = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(dir) = template.as_ref() {
-        return Ok(dir.clone());
-    }
-    let dir = cached_template()?;
-    *template = Some(dir.clone());
-    Ok(dir)
 }
 
 impl SambaDc {
@@ -580,225 +515,6 @@ impl SambaDc {
     pub fn log(&self) -> String {
         tail(&self.dir.join(LOG), 8000)
     }
-
-    /// A command for an OpenLDAP client tool against this server over `transport`
-    /// (`Ldaps`, `StartTls`, or `Ldap` in cleartext), bound as `account`; add arguments and run
-    /// it as you like, e.g. a change notification search that streams:
-    ///
-    /// ```no_run
-    /// # use syncrepl_testkit::samba::{Account, SambaDc};
-    /// # use syncrepl_testkit::Transport;
-    /// let dc = SambaDc::start().expect("samba");
-    /// let mut cmd = dc.ldap_command("ldapsearch", Transport::Ldaps, Account::Administrator);
-    /// cmd.args(["-LLL", "-E", "!1.2.840.113556.1.4.528", "-b", dc.base_dn()]);
-    /// cmd.args(["(objectClass=*)", "description"]);
-    /// ```
-    ///
-    /// (ldapsearch buffers its output into a pipe: run it under `stdbuf -oL`.) The tool reads
-    /// no `ldap.conf` or `.ldaprc` and none of the caller's `LDAP*` variables; its TLS settings
-    /// are [`SambaDc::ca_file`] with `LDAPTLS_REQCERT=demand`. (`LDAPNOINIT=1` would not do: it
-    /// turns off the `LDAPTLS_*` variables too.)
-    ///
-    /// # Panics
-    /// For [`Transport::Ldapi`], which Samba does not offer.
-    pub fn ldap_command(&self, tool: &str, transport: Transport, account: Account<'_>) -> Command {
-        let mut cmd = Command::new(tool);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("LDAP") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.env("LDAPCONF", self.dir.join("no-ldap.conf"))
-            .env("LDAPRC", self.dir.join("no-ldaprc"))
-            .env("LDAPTLS_CACERT", self.ca_file())
-            .env("LDAPTLS_REQCERT", "demand");
-        match transport {
-            Transport::Ldaps => cmd.args(["-H", &self.ldaps_url()]),
-            Transport::StartTls => cmd.args(["-H", &self.ldap_url(), "-ZZ"]),
-            Transport::Ldap => cmd.args(["-H", &self.ldap_url()]),
-            Transport::Ldapi => panic!("Samba does not listen on ldapi"),
-        };
-        cmd.arg("-x");
-        match account {
-            Account::Anonymous => {}
-            Account::Administrator => {
-                cmd.args(["-D", ADMIN_DN, "-w", ADMIN_PW]);
-            }
-            Account::User { name, password } => {
-                cmd.args(["-D", &bind_name(name), "-w", password]);
-            }
-        }
-        cmd
-    }
-
-    /// Runs [`SambaDc::ldap_command`] with `args` and `input` on its standard input. Returns how
-    /// it ended, success or not; only a tool that could not run or did not finish within
-    /// [`SambaOptions::tool_timeout`] (it is then killed) is an error.
-    pub fn ldap_tool(
-        &self,
-        tool: &str,
-        transport: Transport,
-        account: Account<'_>,
-        args: &[&str],
-        input: Option<&str>,
-    ) -> Result<Output, Error> {
-        let mut cmd = self.ldap_command(tool, transport, account);
-        cmd.args(args);
-        tools::run(cmd, input.map(str::as_bytes), self.options.tool_timeout)
-    }
-
-    /// Applies LDIF change records (`changetype:` required) as the Administrator over ldaps with
-    /// `ldapmodify`, stopping at the first error, which it returns with ldapmodify's stderr.
-    pub fn modify(&self, ldif: &str) -> Result<(), Error> {
-        self.ldap_tool(
-            "ldapmodify",
-            Transport::Ldaps,
-            Account::Administrator,
-            &[],
-            Some(ldif),
-        )?
-        .checked("ldapmodify", &[])
-        .map(drop)
-    }
-
-    /// Deletes the leaf entry `dn` as the Administrator.
-    pub fn delete(&self, dn: &str) -> Result<(), Error> {
-        self.modify(&format!("dn: {dn}\nchangetype: delete\n"))
-    }
-
-    /// Adds the organizational unit `OU=name` under the naming context; returns its DN.
-    pub fn add_ou(&self, name: &str) -> Result<String, Error> {
-        let dn = format!("OU={name},{BASE_DN}");
-        self.modify(&format!(
-            "dn: {dn}\nchangetype: add\nobjectClass: organizationalUnit\nou: {name}\n"
-        ))?;
-        Ok(dn)
-    }
-
-    /// Creates an enabled user `CN=name,CN=Users,…` that can bind as `name@EXAMPLE.TEST`
-    /// with `password` (AD's complexity rules apply); returns its DN. See
-    /// [`SambaDc::create_user_in`].
-    pub fn create_user(&self, name: &str, password: &str) -> Result<String, Error> {
-        self.create_user_in(USERS_DN, name, password)
-    }
-
-    /// Creates an enabled user `CN=name` under `parent` with an LDAP add as the Administrator:
-    /// `sAMAccountName` and `userPrincipalName` `name@EXAMPLE.TEST`, `unicodePwd` (the password
-    /// in double quotes, UTF-16LE) and `userAccountControl: 512` (without both, AD makes the
-    /// account disabled, 546). About 10 ms, where `samba-tool user create` takes 0.2 s. Returns
-    /// its DN.
-    pub fn create_user_in(
-        &self,
-        parent: &str,
-        name: &str,
-        password: &str,
-    ) -> Result<String, Error> {
-        let dn = format!("CN={name},{parent}");
-        let mut quoted = Vec::with_capacity(2 * password.len() + 4);
-        for unit in format!("\"{password}\"").encode_utf16() {
-            quoted.extend_from_slice(&unit.to_le_bytes());
-        }
-        self.modify(&format!(
-            "dn: {dn}\nchangetype: add\nobjectClass: user\nsAMAccountName: {name}\n\
-             userPrincipalName: {name}@{REALM}\nunicodePwd:: {}\nuserAccountControl: 512\n",
-            base64_encode(&quoted)
-        ))?;
-        Ok(dn)
-    }
-
-    /// Runs `samba-tool ARGS` against this server over ldaps (`-s` its smb.conf, `-H` its ldaps
-    /// URL, a simple bind as the Administrator), e.g. `["user", "create", "bob", "Bob-pw-1!"]`;
-    /// fails with its output unless it exits with 0.
-    pub fn samba_tool(&self, args: &[&str]) -> Result<Output, Error> {
-        let mut cmd = Command::new("samba-tool");
-        let conf = format!("--configfile={}", self.smb_conf().display());
-        let url = format!("--URL={}", self.ldaps_url());
-        let dn = format!("--simple-bind-dn={ADMIN_DN}");
-        let pw = format!("--password={ADMIN_PW}");
-        cmd.args(args).args([&conf, &url, &dn, &pw]);
-        let out = tools::run(cmd, None, self.options.tool_timeout)?;
-        if out.success() {
-            return Ok(out);
-        }
-        Err(Error::Tool {
-            tool: format!("samba-tool {}", args.join(" ")),
-            code: out.code,
-            stderr: format!("{}{}", out.stdout, out.stderr),
-        })
-    }
-
-    /// `ldapsearch -LLL -o ldif-wrap=no` as the Administrator over ldaps: the LDIF it prints,
-    /// without the search result references that it prints as comments (searches below the
-    /// naming context's root get one, `# refldaps://example.test/CN=Configuration,…`, for the
-    /// configuration partition).
-    pub fn search(
-        &self,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<String, Error> {
-        self.search_as(Account::Administrator, base, scope, filter, attrs)
-    }
-
-    /// [`SambaDc::search`] bound as `account`.
-    pub fn search_as(
-        &self,
-        account: Account<'_>,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<String, Error> {
-        let args = tools::ldapsearch_args(base, scope_arg(scope), filter, attrs);
-        self.ldap_tool("ldapsearch", Transport::Ldaps, account, &args, None)?
-            .checked("ldapsearch", &args)
-            .map(|out| without_references(&out.stdout))
-    }
-
-    /// The objectGUID (16 bytes) of the entry `dn`; search `<GUID=…>` with [`guid_string`] to
-    /// find it again after a rename.
-    pub fn object_guid(&self, dn: &str) -> Result<[u8; 16], Error> {
-        let ldif = self.search(dn, Scope::Base, "(objectClass=*)", &["objectGUID"])?;
-        ldif.lines()
-            .find_map(|l| l.strip_prefix("objectGUID:: "))
-            .and_then(base64_decode)
-            .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
-            .ok_or_else(|| Error::Tool {
-                tool: format!("ldapsearch -b {dn} objectGUID"),
-                code: Some(0),
-                stderr: format!("no objectGUID in:\n{ldif}"),
-            })
-    }
-
-    /// A DirSync search (`ldapsearch -E '!dirSync=FLAGS/0/COOKIE'`, critical) of the naming
-    /// context as `account`, from `cookie` (base64, from an earlier one) or from the start. Flags:
-    /// 0x1 object security (what a user without replication rights must send; it never sees
-    /// deletes), 0x800 ancestors first, 0x2000 public data only, 0x80000000 incremental values.
-    pub fn dirsync(
-        &self,
-        account: Account<'_>,
-        flags: u32,
-        cookie: Option<&str>,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<DirSync, Error> {
-        let control = match cookie {
-            Some(cookie) => format!("!dirSync={flags}/0/{cookie}"),
-            None => format!("!dirSync={flags}/0"),
-        };
-        let mut args = vec!["-LLL", "-o", "ldif-wrap=no", "-E", &control];
-        args.extend(["-b", BASE_DN, "-s", "sub", filter]);
-        args.extend_from_slice(attrs);
-        let out = self
-            .ldap_tool("ldapsearch", Transport::Ldaps, account, &args, None)?
-            .checked("ldapsearch", &args)?;
-        parse_dirsync(&out.stdout).ok_or_else(|| Error::Tool {
-            tool: format!("ldapsearch {}", args.join(" ")),
-            code: Some(0),
-            stderr: format!("no DirSync response control in:\n{}", out.stdout),
-        })
-    }
 }
 
 impl Drop for SambaDc {
@@ -813,23 +529,6 @@ fn name(common_name: &str) -> DistinguishedName {
     dn.push(DnType::OrganizationName, "syncrepl tests");
     dn.push(DnType::CommonName, common_name);
     dn
-}
-
-fn bind_name(name: &str) -> String {
-    if name.contains(['=', '@']) {
-        name.to_owned()
-    } else {
-        format!("{name}@{REALM}")
-    }
-}
-
-fn scope_arg(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Base => "base",
-        Scope::One => "one",
-        Scope::Sub => "sub",
-        Scope::Children => "children",
-    }
 }
 
 /// The instance's `smb.conf`: the provisioned settings with every path inside `dir`, the LDAP
@@ -869,268 +568,6 @@ fn smb_conf(dir: &Path, ip: Ipv4Addr, options: &SambaOptions) -> String {
     conf
 }
 
-/// `ldapsearch -LLL` output without the records that are only comments (references).
-fn without_references(ldif: &str) -> String {
-    let mut out = String::with_capacity(ldif.len());
-    for record in ldif.split_inclusive("\n\n") {
-        if record.lines().any(|l| !l.is_empty() && !l.starts_with('#')) {
-            out.push_str(record);
-        }
-    }
-    out
-}
-
-/// The entries and the response control of `ldapsearch -LLL` with a DirSync control, which it
-/// prints as a record of comments after the entries.
-fn parse_dirsync(stdout: &str) -> Option<DirSync> {
-    let (mut cookie, mut more) = (None, false);
-    for line in stdout.lines() {
-        if let Some(flag) = line.strip_prefix("# DirSync control continueFlag=") {
-            more = flag.trim() != "0";
-        } else if let Some(b64) = line.strip_prefix("# cookie:: ") {
-            cookie = Some(b64.trim().to_owned());
-        } else if let Some(text) = line.strip_prefix("# cookie: ") {
-            cookie = Some(base64_encode(text.as_bytes()));
-        }
-    }
-    Some(DirSync {
-        ldif: without_references(stdout),
-        cookie: cookie?,
-        more,
-    })
-}
-
-/// Claims a free loopback address: its lock file locked, its LDAP ports free now.
-fn claim_address(avoid: &[Ipv4Addr]) -> Result<Claim, Error> {
-    let count = u32::from(HOSTS.end() - HOSTS.start()) + 1;
-    // Start somewhere different in each process, so that concurrent ones rarely meet.
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let first = std::process::id().wrapping_mul(31).wrapping_add(nanos) % count;
-    for i in 0..count {
-        let offset = u8::try_from((first + i) % count).unwrap_or(0);
-        let ip = Ipv4Addr::new(127, 0, 0, HOSTS.start() + offset);
-        if avoid.contains(&ip) {
-            continue;
-        }
-        let path = PathBuf::from(format!("/tmp/syncrepl-testkit-samba-{ip}.lock"));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .or_else(|_| File::open(&path));
-        let Ok(file) = file else {
-            continue;
-        };
-        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            continue;
-        }
-        let in_use = PORTS.iter().any(|&port| {
-            matches!(TcpListener::bind((ip, port)),
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
-        });
-        if !in_use {
-            return Ok(Claim { ip, _lock: file });
-        }
-    }
-    Err(Error::Options(format!(
-        "no free loopback address 127.0.0.{}-{} for Samba (all locked or in use)",
-        HOSTS.start(),
-        HOSTS.end()
-    )))
-}
-
-/// Where the template is cached: [`CACHE_ENV`], else `syncrepl-testkit` in the cargo target
-/// directory holding the running executable (the ancestor with cargo's `CACHEDIR.TAG`), else in
-/// the system's temporary directory.
-fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let target = std::env::current_exe().ok().and_then(|exe| {
-        exe.ancestors()
-            .skip(1)
-            .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-            .map(Path::to_path_buf)
-    });
-    target
-        .unwrap_or_else(std::env::temp_dir)
-        .join("syncrepl-testkit")
-}
-
-/// Samba's version (`samba -V`: `Version 4.17.12-Debian`) as a file name part.
-fn samba_version() -> Result<String, Error> {
-    let mut cmd = Command::new(sbin("samba"));
-    cmd.arg("-V");
-    let out = tools::run(cmd, None, Duration::from_secs(30))?.checked("samba", &["-V"])?;
-    let version: String = out
-        .stdout
-        .trim()
-        .trim_start_matches("Version ")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if version.is_empty() {
-        return Err(Error::Tool {
-            tool: "samba -V".into(),
-            code: out.code,
-            stderr: "no version printed".into(),
-        });
-    }
-    Ok(version)
-}
-
-/// The cached template, provisioned first (under the cache's lock file) if missing.
-fn cached_template() -> Result<PathBuf, Error> {
-    let root = cache_root();
-    std::fs::create_dir_all(&root).map_err(|e| Error::io(format!("make {}", root.display()), e))?;
-    let template = root.join(format!(
-        "samba-template-{}-f{TEMPLATE_FORMAT}",
-        samba_version()?
-    ));
-    let ready = |dir: &Path| dir.join("TEMPLATE-READY").is_file();
-    if ready(&template) {
-        return Ok(template);
-    }
-    let lock_path = root.join("samba-template.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
-    let deadline = Instant::now() + PROVISION_TIMEOUT + Duration::from_secs(60);
-    while let Err(e) =
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-    {
-        if Instant::now() >= deadline {
-            return Err(Error::io(
-                format!(
-                    "lock {} (another process provisioning?)",
-                    lock_path.display()
-                ),
-                e.into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if ready(&template) {
-        return Ok(template);
-    }
-    let building = root.join(format!(
-        "{}.building",
-        template.file_name().map_or_else(
-            || "samba-template".into(),
-            |n| n.to_string_lossy().into_owned()
-        )
-    ));
-    for stale in [&building, &template] {
-        if stale.exists() {
-            std::fs::remove_dir_all(stale)
-                .map_err(|e| Error::io(format!("remove {}", stale.display()), e))?;
-        }
-    }
-    provision(&building)?;
-    std::fs::rename(&building, &template).map_err(|e| {
-        Error::io(
-            format!("rename {} to {}", building.display(), template.display()),
-            e,
-        )
-    })?;
-    // The lock goes with `lock`.
-    Ok(template)
-}
-
-/// Provisions the domain into `dir` (which must not exist) and turns off password ageing.
-fn provision(dir: &Path) -> Result<(), Error> {
-    let d = dir.display();
-    let mut cmd = Command::new("samba-tool");
-    cmd.args(["domain", "provision", "--configfile=/dev/null"])
-        .arg(format!("--targetdir={d}"))
-        .args([
-            &format!("--realm={REALM}"),
-            &format!("--domain={DOMAIN}"),
-            &format!("--host-name={NETBIOS_NAME}"),
-            "--server-role=dc",
-            "--dns-backend=NONE",
-            &format!("--adminpass={ADMIN_PW}"),
-            "--use-rfc2307",
-            "--option=interfaces=127.0.0.1/8",
-            "--option=bind interfaces only=yes",
-            "--option=server services=ldap",
-            &format!("--option=pid directory={d}/run"),
-            &format!("--option=log file={d}/log/samba.log"),
-        ]);
-    let out = tools::run(cmd, None, PROVISION_TIMEOUT)?;
-    if !out.success() {
-        return Err(Error::Tool {
-            tool: format!("samba-tool domain provision --targetdir={d}"),
-            code: out.code,
-            stderr: format!("{}{}", out.stdout, out.stderr),
-        });
-    }
-    let mut cmd = Command::new("ldbmodify");
-    cmd.arg("-H").arg(dir.join("private/sam.ldb"));
-    let ldif = format!(
-        "dn: {BASE_DN}\nchangetype: modify\nreplace: maxPwdAge\nmaxPwdAge: 0\n-\n\
-         replace: minPwdAge\nminPwdAge: 0\n-\n"
-    );
-    tools::run(cmd, Some(ldif.as_bytes()), PROVISION_TIMEOUT)?.checked("ldbmodify", &["-H"])?;
-    let marker = dir.join("TEMPLATE-READY");
-    std::fs::write(&marker, format!("{REALM} {ADMIN_DN}\n"))
-        .map_err(|e| Error::io(format!("write {}", marker.display()), e))
-}
-
-/// Copies the directory tree `from` into `to` (which may exist), files with their permissions.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(to).map_err(|e| Error::io(format!("make {}", to.display()), e))?;
-    let entries =
-        std::fs::read_dir(from).map_err(|e| Error::io(format!("list {}", from.display()), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("list {}", from.display()), e))?;
-        let (path, target) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry
-            .file_type()
-            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
-        if kind.is_dir() {
-            copy_tree(&path, &target)?;
-            let mode = std::fs::metadata(&path)
-                .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
-                .permissions();
-            std::fs::set_permissions(&target, mode)
-                .map_err(|e| Error::io(format!("chmod {}", target.display()), e))?;
-        } else if kind.is_symlink() {
-            let link = std::fs::read_link(&path)
-                .map_err(|e| Error::io(format!("read link {}", path.display()), e))?;
-            std::os::unix::fs::symlink(&link, &target)
-                .map_err(|e| Error::io(format!("link {}", target.display()), e))?;
-        } else if kind.is_file() {
-            std::fs::copy(&path, &target)
-                .map_err(|e| Error::io(format!("copy {}", path.display()), e))?;
-        }
-    }
-    Ok(())
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1142,43 +579,6 @@ mod tests {
             0x06, 0x99,
         ];
         assert_eq!(guid_string(&guid), "7afe6240-b602-438e-b350-8a12919b0699");
-    }
-
-    #[test]
-    fn base64_round_trips() {
-        for text in ["", "M", "MS", "MSD", "MSDS", "MSDS\u{3}\0\0"] {
-            let encoded = base64_encode(text.as_bytes());
-            assert_eq!(encoded.len() % 4, 0);
-            assert_eq!(
-                base64_decode(&encoded).as_deref(),
-                Some(text.as_bytes()),
-                "{encoded}"
-            );
-        }
-        assert_eq!(base64_encode(b"MSDS"), "TVNEUw==");
-        assert_eq!(base64_decode("not base64!"), None);
-    }
-
-    #[test]
-    fn references_are_left_out() {
-        let out = "dn: OU=a,DC=example,DC=test\n\n# refldaps://example.test/CN=Configuration,\
-                   DC=example,DC=test??base\n\ndn: OU=b,DC=example,DC=test\nou: b\n\n";
-        assert_eq!(
-            without_references(out),
-            "dn: OU=a,DC=example,DC=test\n\ndn: OU=b,DC=example,DC=test\nou: b\n\n"
-        );
-        assert_eq!(without_references(""), "");
-    }
-
-    #[test]
-    fn dirsync_output_is_parsed() {
-        let out = "dn: OU=t1,DC=example,DC=test\nname: t1\n\n# DirSync control continueFlag=0\n\
-                   # cookie:: TVNEUw==\n\n";
-        let parsed = parse_dirsync(out).expect("a control");
-        assert_eq!(parsed.ldif, "dn: OU=t1,DC=example,DC=test\nname: t1\n\n");
-        assert_eq!(parsed.cookie_bytes(), b"MSDS");
-        assert!(!parsed.more);
-        assert_eq!(parse_dirsync("dn: x\n\n"), None);
     }
 
     #[test]
@@ -1195,7 +595,5 @@ mod tests {
         );
         assert!(conf.contains("\tinterfaces = 127.0.0.9/8\n"), "{conf}");
         assert!(conf.ends_with("\tlog level = 3\n"), "{conf}");
-        assert_eq!(bind_name("bob"), "bob@EXAMPLE.TEST");
-        assert_eq!(bind_name(ADMIN_DN), ADMIN_DN);
     }
 }
