@@ -1,6 +1,7 @@
-//! Certificates for the test server, made in process with rcgen (ECDSA P-256): a CA, a server
-//! certificate for `localhost`, `127.0.0.1` and the machine's host name, a client certificate for SASL EXTERNAL, and a
-//! second, unrelated CA that tests can use to check that an untrusted server is refused.
+//! Certificates for the test servers, made in process with rcgen (ECDSA P-256): for slapd a CA, a
+//! server certificate for `localhost`, `127.0.0.1` and the machine's host name, a client
+//! certificate for SASL EXTERNAL, and a second, unrelated CA that tests can use to check that an
+//! untrusted server is refused; for other servers a CA and one server certificate.
 
 use std::path::Path;
 
@@ -62,6 +63,37 @@ fn leaf(
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A CA and one server certificate it signed, as PEM.
+pub(crate) struct ServerTls {
+    /// The CA's certificate, for clients to trust.
+    pub(crate) ca_pem: String,
+    /// The server's certificate.
+    pub(crate) cert_pem: String,
+    /// The server certificate's private key (PKCS#8).
+    pub(crate) key_pem: String,
+}
+
+/// A new CA named `ca_name` and a server certificate it signed for `names` (host names or IP
+/// addresses; the first is also its common name).
+pub(crate) fn server_tls(ca_name: &str, names: Vec<String>) -> Result<ServerTls, Error> {
+    let made = (|| -> Result<ServerTls, rcgen::Error> {
+        let (ca_pem, issuer) = ca(ca_name)?;
+        let common_name = names.first().cloned().unwrap_or_default();
+        let subject = name(&[
+            (DnType::OrganizationName, "syncrepl tests"),
+            (DnType::CommonName, &common_name),
+        ]);
+        let (cert_pem, key_pem) =
+            leaf(&issuer, names, subject, ExtendedKeyUsagePurpose::ServerAuth)?;
+        Ok(ServerTls {
+            ca_pem,
+            cert_pem,
+            key_pem,
+        })
+    })();
+    made.map_err(|e| Error::Certificate(e.to_string()))
 }
 
 /// Writes every certificate and key into `dir`.

@@ -117,13 +117,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
-
 use self::address::{claim_address, Claim};
 use self::template::copy_tree;
+use crate::certs;
 use crate::process::{output_since, sbin, tail, ChildLog};
 use crate::slapd::Transport;
 use crate::tools;
@@ -311,36 +307,11 @@ impl SambaDc {
     /// Makes the CA and the server certificate for this instance's address.
     fn write_tls(&self) -> Result<(), Error> {
         let ip = self.address.ip.to_string();
-        let made = (|| -> Result<[String; 3], rcgen::Error> {
-            let mut params = CertificateParams::new(Vec::new())?;
-            params.distinguished_name = name("syncrepl Samba test CA");
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            let ca_key = KeyPair::generate()?;
-            let ca_pem = params.self_signed(&ca_key)?.pem();
-            let issuer = Issuer::new(params, ca_key);
-            let mut params = CertificateParams::new(vec![ip.clone(), "localhost".to_owned()])?;
-            params.distinguished_name = name(&ip);
-            params.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            params.use_authority_key_identifier_extension = true;
-            let key = KeyPair::generate()?;
-            let cert = params.signed_by(&key, &issuer)?;
-            Ok([ca_pem, cert.pem(), key.serialize_pem()])
-        })()
-        .map_err(|e| Error::Certificate(e.to_string()))?;
-        let [ca, cert, key] = made;
+        let tls = certs::server_tls("syncrepl Samba test CA", vec![ip, "localhost".to_owned()])?;
         for (path, pem) in [
-            (self.ca_file(), ca),
-            (self.dir.join("tls/server.pem"), cert),
-            (self.dir.join("tls/server.key"), key),
+            (self.ca_file(), tls.ca_pem),
+            (self.dir.join("tls/server.pem"), tls.cert_pem),
+            (self.dir.join("tls/server.key"), tls.key_pem),
         ] {
             std::fs::write(&path, pem)
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
@@ -522,13 +493,6 @@ impl Drop for SambaDc {
         self.stop();
         // The directory goes with `_temp` and the address with `address`, dropped after this.
     }
-}
-
-fn name(common_name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "syncrepl tests");
-    dn.push(DnType::CommonName, common_name);
-    dn
 }
 
 /// The instance's `smb.conf`: the provisioned settings with every path inside `dir`, the LDAP
